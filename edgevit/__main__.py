@@ -1,0 +1,3 @@
+from edgevit.cli import main
+
+main()

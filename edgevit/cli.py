@@ -1,0 +1,113 @@
+"""The `edgevit` command line: one Typer app; each command is a thin shell over the library.
+
+Errors derived from `EdgevitError` are printed as one line on stderr and turned into
+their exit code; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from edgevit.errors import EdgevitError
+
+app = typer.Typer(
+    name="edgevit",
+    help="Compile vision transformers for devices with kilobytes of memory.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+err_console = Console(stderr=True)
+
+
+def _register_subapps() -> None:
+    from edgevit.profiles.cli import app as profiles_app
+
+    app.add_typer(profiles_app, name="profiles")
+
+
+@app.command()
+def train(
+    spec: Path = typer.Option(..., "--spec", help="ViTSpec YAML describing the architecture."),
+    data: str = typer.Option("fashion-mnist", "--data", help="fashion-mnist, an ImageFolder directory or an .npz file."),
+    epochs: int = typer.Option(10, "--epochs", min=1),
+    out: Path = typer.Option(..., "--out", help="Checkpoint directory to write (resumed if it holds a run)."),
+    batch_size: int = typer.Option(128, "--batch-size", min=1),
+    lr: float = typer.Option(2e-3, "--lr"),
+    weight_decay: float = typer.Option(0.05, "--weight-decay"),
+    label_smoothing: float = typer.Option(0.1, "--label-smoothing"),
+    schedule: str = typer.Option("cosine", "--schedule", help="cosine (with warm-up) or onecycle."),
+    seed: int = typer.Option(0, "--seed"),
+    init: Optional[Path] = typer.Option(None, "--init", help="Start from this checkpoint's weights."),
+    data_root: Optional[Path] = typer.Option(None, "--data-root", help="Where the dataset files live."),
+    threads: int = typer.Option(0, "--threads", help="torch threads (0: all cores)."),
+    no_resume: bool = typer.Option(False, "--no-resume", help="Start over even if OUT holds a run."),
+) -> None:
+    """Train a ViT from a spec and write a checkpoint directory (resumable)."""
+    from edgevit.model.train import TrainConfig, train_model
+
+    cfg = TrainConfig(
+        epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+        label_smoothing=label_smoothing, schedule=schedule, seed=seed, threads=threads,
+    )
+    result = train_model(spec, data, out, cfg, init=init, data_root=data_root, resume=not no_resume)
+    Console().print(f"[green]wrote[/] {out}  val top-1 {result['val_top1']:.2%}  test top-1 {result['test_top1']:.2%}")
+
+
+@app.command("eval")
+def eval_cmd(
+    model: Path = typer.Argument(..., help="Checkpoint: a directory or a .safetensors file."),
+    data: str = typer.Option("fashion-mnist", "--data"),
+    split: str = typer.Option("test", "--split", help="train, val or test."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Evaluate the first N images only."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    data_root: Optional[Path] = typer.Option(None, "--data-root"),
+) -> None:
+    """Evaluate a checkpoint: top-1, MACs and parameters."""
+    from edgevit.model.evaluate import evaluate_checkpoint
+
+    result = evaluate_checkpoint(model, data, split=split, limit=limit, data_root=data_root)
+    if as_json:
+        print(json.dumps(result))
+        return
+    c = Console()
+    c.print(f"[bold]{model}[/] on {data}/{split} ({result['images']} images)")
+    c.print(f"  top-1   {result['top1']:.2%}")
+    c.print(f"  MACs    {result['macs']:,}")
+    c.print(f"  params  {result['params']:,}")
+
+
+@app.command("export-onnx")
+def export_onnx_cmd(
+    model: Path = typer.Argument(..., help="Checkpoint: a directory or a .safetensors file."),
+    out: Path = typer.Option(..., "--out", help="ONNX file to write."),
+    opset: int = typer.Option(17, "--opset"),
+) -> None:
+    """Export a checkpoint to ONNX (opset 17, batch dimension dynamic)."""
+    from edgevit.model.checkpoint import load_checkpoint
+    from edgevit.model.onnx_export import export_onnx
+
+    export_onnx(load_checkpoint(model), out, opset=opset)
+    Console().print(f"[green]wrote[/] {out}")
+
+
+def main() -> None:
+    """Console-script entry point: run the app, map EdgevitError to its exit code."""
+    _register_subapps()
+    try:
+        app()  # standalone: usage errors print and exit 2 themselves
+    except EdgevitError as e:
+        err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        sys.exit(130)
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""edgevit.hil (see DESIGN.md)."""

@@ -1,0 +1,1 @@
+"""edgevit.lower (see DESIGN.md)."""

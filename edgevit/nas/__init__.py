@@ -1,0 +1,1 @@
+"""edgevit.nas (see DESIGN.md)."""

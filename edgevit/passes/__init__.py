@@ -1,0 +1,1 @@
+"""edgevit.passes (see DESIGN.md)."""

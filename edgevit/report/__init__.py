@@ -1,0 +1,1 @@
+"""edgevit.report (see DESIGN.md)."""

@@ -1,0 +1,1 @@
+"""edgevit.targets (see DESIGN.md)."""
