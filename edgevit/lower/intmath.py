@@ -1,0 +1,304 @@
+"""Integer arithmetic primitives: the int8 semantics of edgevit (spec: docs/integer-semantics.md).
+
+Two kinds of functions live here:
+
+* build time (``quantize_multiplier``, ``make_*_params``): Python floats allowed; they turn real
+  scales into integer constants (multipliers, shifts, biases) that a C kernel embeds;
+* run time (``rounding_rshift``, ``requantize``, ``add_int``, ``layernorm_int``, ``isqrt64``,
+  ``bit_length``): integer NumPy only (int64 intermediates), each line translating one-to-one to C
+  with ``int64_t``. No float, no libm, no allocation is implied.
+
+THE rounding rule (used everywhere, build time included): round half up,
+
+    rounding_rshift(x, n) = floor((x + 2^(n-1)) / 2^n)   (n >= 1),   x   (n == 0)
+
+computed as ``(x + ((int64_t)1 << (n - 1))) >> n`` with an arithmetic right shift (GCC/Clang/armcc
+define ``>>`` on negative signed values as arithmetic). Ties go toward +infinity: 2.5 -> 3,
+-2.5 -> -2. This is TFLite's single-rounding MultiplyByQuantizedMultiplier rule.
+
+LUT-based operators (softmax, GELU) are in ``edgevit.lower.intlut``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
+MAX_RSHIFT = 62            # largest shift rounding_rshift accepts (x + 2^61 cannot overflow int64)
+MAX_ABS_RSHIFT_IN = 1 << 62  # |x| bound for rounding_rshift
+SHIFT_MIN, SHIFT_MAX = -31, 30  # quantize_multiplier exponent range: right shift 31 - shift in [1, 62]
+LN_MAX_DIM = 1024
+
+
+# ---------------------------------------------------------------- helpers (build time)
+
+def round_half_up(x: float) -> int:
+    """floor(x + 1/2) computed exactly for a Python float ``x`` (no x + 0.5 double rounding)."""
+    f = math.floor(x)
+    return int(f) + (1 if x - f >= 0.5 else 0)
+
+
+def qrange(dtype, qmin: int | None = None, qmax: int | None = None) -> tuple[int, int]:
+    """Clamp range for an integer dtype: (qmin, qmax) defaulting to the dtype limits."""
+    info = np.iinfo(np.dtype(dtype))
+    lo = info.min if qmin is None else int(qmin)
+    hi = info.max if qmax is None else int(qmax)
+    if not info.min <= lo <= hi <= info.max:
+        raise ValueError(f"clamp range [{lo}, {hi}] does not fit {np.dtype(dtype).name}")
+    return lo, hi
+
+
+def _require_range(x: np.ndarray, lo: int, hi: int, what: str) -> None:
+    """Raise OverflowError unless every element of int64 ``x`` lies in [lo, hi]."""
+    if x.size and (x.min() < lo or x.max() > hi):
+        raise OverflowError(f"{what} out of range [{lo}, {hi}]: got [{x.min()}, {x.max()}]")
+
+
+def _as_int64(x, what: str) -> np.ndarray:
+    """Integer array -> int64 array; floats are rejected (run-time functions are integer only)."""
+    a = np.asarray(x)
+    if a.dtype.kind not in "iu":
+        raise TypeError(f"{what} must be an integer array, got dtype {a.dtype}")
+    return a.astype(np.int64)
+
+
+# ---------------------------------------------------------------- multipliers
+
+def quantize_multiplier(real: float) -> tuple[int, int]:
+    """Encode a real scale as ``real ~= multiplier * 2^(shift - 31)``.
+
+    Returns ``(multiplier, shift)`` with multiplier in [2^30, 2^31) (fits int32) and shift in
+    [-31, 30], so the run-time right shift ``31 - shift`` lies in [1, 62]. Relative error
+    <= 2^-31. ``real == 0`` and ``0 < real < 2^-32`` give (0, 0): for any int32 accumulator
+    |acc * real| < 1/2 there, which rounds to exactly 0, so the flush is exact. real that rounds to
+    >= 2^30 (i.e. real >= 2^30 (1 - 2^-32)), negative or non-finite values raise ValueError.
+    """
+    real = float(real)
+    if not math.isfinite(real) or real < 0:
+        raise ValueError(f"multiplier must be a finite non-negative real, got {real}")
+    if real == 0.0:
+        return 0, 0
+    frac, exp = math.frexp(real)                     # real = frac * 2^exp, frac in [0.5, 1)
+    mult = round_half_up(math.ldexp(frac, 31))       # exact: ldexp only changes the exponent
+    if mult == 1 << 31:
+        mult, exp = 1 << 30, exp + 1
+    if exp > SHIFT_MAX:
+        raise ValueError(f"real multiplier {real} >= 2^{SHIFT_MAX} is not representable; "
+                         "check the scales (in*w/out ratios that large indicate a calibration bug)")
+    if exp < SHIFT_MIN:
+        return 0, 0
+    return mult, exp
+
+
+def quantize_multipliers(reals) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel ``quantize_multiplier``: float [C] -> (multiplier int32 [C], shift int32 [C])."""
+    pairs = [quantize_multiplier(r) for r in np.asarray(reals, dtype=np.float64).reshape(-1)]
+    mult = np.array([p[0] for p in pairs], dtype=np.int32)
+    shift = np.array([p[1] for p in pairs], dtype=np.int32)
+    return mult, shift
+
+
+# ---------------------------------------------------------------- run time: rounding, requantize
+
+def rounding_rshift(x, n) -> np.ndarray:
+    """Round-half-up arithmetic right shift: floor((x + 2^(n-1)) / 2^n), x unchanged for n == 0.
+
+    x: integer array (any shape), |x| <= 2^62; n: int or integer array broadcastable to x, in
+    [0, 62]. Returns int64. C: ``n ? (x + ((int64_t)1 << (n - 1))) >> n : x``.
+    """
+    x = _as_int64(x, "rounding_rshift x")
+    n = _as_int64(n, "rounding_rshift n")
+    _require_range(n, 0, MAX_RSHIFT, "rounding_rshift shift")
+    _require_range(x, -MAX_ABS_RSHIFT_IN, MAX_ABS_RSHIFT_IN, "rounding_rshift input")
+    half = np.where(n > 0, np.left_shift(np.int64(1), np.maximum(n - 1, 0)), np.int64(0))
+    return np.right_shift(x + half, n)
+
+
+def _check_multiplier(mult: np.ndarray, shift: np.ndarray) -> None:
+    """Validate (multiplier, shift) as produced by quantize_multiplier."""
+    ok = (mult == 0) | ((mult >= 1 << 30) & (mult <= INT32_MAX))
+    if not np.all(ok):
+        raise ValueError("multiplier must be 0 or in [2^30, 2^31) (use quantize_multiplier)")
+    _require_range(shift, SHIFT_MIN, SHIFT_MAX, "requantize shift")
+
+
+def requantize(acc, multiplier, shift, zero_point: int = 0, qmin: int | None = None,
+               qmax: int | None = None, out_dtype=np.int8) -> np.ndarray:
+    """Fixed-point rescale of int32 accumulators to a quantized output.
+
+    acc: integer array [..., C] whose values fit int32 (checked); multiplier/shift: scalars or
+    per-channel arrays [C] (broadcast along the last axis) from quantize_multiplier.
+    Returns out_dtype [..., C]:
+
+        y = clamp(floor((acc * M + 2^(n-1)) / 2^n) + zero_point, qmin, qmax),   n = 31 - shift
+
+    i.e. ``round_half_up(acc * real) + zero_point`` with real = M * 2^(shift-31). |acc * M| < 2^62,
+    so the int64 product and rounding never overflow. qmin/qmax default to the out_dtype limits.
+    """
+    acc = _as_int64(acc, "requantize acc")
+    _require_range(acc, INT32_MIN, INT32_MAX, "requantize accumulator")
+    mult = _as_int64(multiplier, "multiplier")
+    sh = _as_int64(shift, "shift")
+    _check_multiplier(mult, sh)
+    lo, hi = qrange(out_dtype, qmin, qmax)
+    y = rounding_rshift(acc * mult, 31 - sh) + int(zero_point)
+    return np.clip(y, lo, hi).astype(out_dtype)
+
+
+# ---------------------------------------------------------------- residual add
+
+def make_add_params(a_scale: float, b_scale: float, out_scale: float, a_zp: int = 0, b_zp: int = 0,
+                    out_zp: int = 0, out_dtype=np.int8) -> dict:
+    """Constants for ``add_int``: out = (a_scale*(a-a_zp) + b_scale*(b-b_zp)) / out_scale + out_zp.
+
+    Both ratios r = scale/out_scale are put on ONE fixed-point grid 2^-n:
+    ka = round_half_up(r_a * 2^n), kb = round_half_up(r_b * 2^n) (int32, <= 2^30),
+    n = min(62, 30 - e) with max(r_a, r_b) in [2^(e-1), 2^e); bias = -(a_zp*ka + b_zp*kb) (int64).
+    Requires max ratio < 2^14 (n >= 16). Multiplier error per output <= (|a|+|b|) * 2^-(n+1) steps.
+    """
+    ra, rb = a_scale / out_scale, b_scale / out_scale
+    if not (ra > 0 and rb > 0 and math.isfinite(ra) and math.isfinite(rb)):
+        raise ValueError(f"add scales must be positive and finite: a={a_scale} b={b_scale} out={out_scale}")
+    n = min(MAX_RSHIFT, 30 - math.frexp(max(ra, rb))[1])
+    if n < 16:
+        raise ValueError(f"add: scale ratio {max(ra, rb):.3g} >= 2^14; output scale far too fine")
+    ka, kb = round_half_up(math.ldexp(ra, n)), round_half_up(math.ldexp(rb, n))
+    lo, hi = qrange(out_dtype)
+    if not lo <= out_zp <= hi:
+        raise ValueError(f"add: out_zp {out_zp} outside {np.dtype(out_dtype).name}")
+    return {"ka": ka, "kb": kb, "bias": -(int(a_zp) * ka + int(b_zp) * kb), "shift": n,
+            "out_zp": int(out_zp), "qmin": lo, "qmax": hi, "out_dtype": np.dtype(out_dtype).name}
+
+
+def add_int(a, b, params: dict) -> np.ndarray:
+    """Rescaling add of int8/int16 tensors a, b (broadcastable) -> params['out_dtype'] (int8/int16).
+
+        acc = a*ka + b*kb + bias          (int64, |acc| < 2^49)
+        out = clamp(rounding_rshift(acc, n) + out_zp, qmin, qmax)
+    """
+    a = _as_int64(a, "add a")
+    b = _as_int64(b, "add b")
+    _require_range(a, -(1 << 15), (1 << 15) - 1, "add input a (int16 max)")
+    _require_range(b, -(1 << 15), (1 << 15) - 1, "add input b (int16 max)")
+    acc = a * params["ka"] + b * params["kb"] + params["bias"]
+    y = rounding_rshift(acc, params["shift"]) + params["out_zp"]
+    return np.clip(y, params["qmin"], params["qmax"]).astype(params["out_dtype"])
+
+
+# ---------------------------------------------------------------- integer sqrt helpers
+
+def bit_length(x) -> np.ndarray:
+    """Number of significant bits of int64 x >= 0 (0 -> 0), elementwise. C: x ? 64 - clzll(x) : 0."""
+    y = _as_int64(x, "bit_length x")
+    _require_range(y, 0, np.iinfo(np.int64).max, "bit_length input")
+    n = np.zeros_like(y)
+    for s in (32, 16, 8, 4, 2, 1):
+        big = y >= (np.int64(1) << s)
+        n = n + np.where(big, s, 0)
+        y = np.where(big, y >> s, y)
+    return n + (y > 0)
+
+
+def isqrt64(x) -> np.ndarray:
+    """floor(sqrt(x)) for int64 0 <= x < 2^62, elementwise, by the binary digit-by-digit method.
+
+    C (exactly 32 iterations, no division):
+        uint64_t r = 0, bit = 1ULL << 62;
+        while (bit) { if (x >= r + bit) { x -= r + bit; r = (r >> 1) + bit; } else r >>= 1; bit >>= 2; }
+    """
+    x = _as_int64(x, "isqrt64 x")
+    _require_range(x, 0, (1 << 62) - 1, "isqrt64 input")
+    res = np.zeros_like(x)
+    bit = np.int64(1) << 62
+    while bit:
+        t = res + bit
+        ge = x >= t
+        x = np.where(ge, x - t, x)
+        res = np.where(ge, (res >> 1) + bit, res >> 1)
+        bit >>= 2
+    return res
+
+
+# ---------------------------------------------------------------- LayerNorm
+
+def make_layernorm_params(in_scale: float, gamma, beta, out_scale: float, eps: float = 1e-6,
+                          out_zp: int = 0, in_dtype=np.int8, out_dtype=np.int8) -> dict:
+    """Constants for ``layernorm_int`` over the last axis, D = len(gamma) <= 1024.
+
+    The input zero point cancels in x - mean, so it is not needed. With c = D*x - sum(x),
+    V = sum(c^2) = D^3 * var (exact integers), the normalised value is
+    u = c / sqrt(V + D^3 * eps / in_scale^2) = y / sqrt(D), |u| < 1. Constants:
+      frac_bits F (even, <= 30): largest with V_max * 2^F <= 2^61, V_max = D^3 * (qmax-qmin)^2 / 4
+      eps_fixed E = clamp(round_half_up(eps / in_scale^2 * D^3 * 2^F), 1, 2^61)   (int64)
+      g_d = gamma_d * sqrt(D) / out_scale,  b_d = beta_d / out_scale
+      out_shift n = min(61, 59 - eg, 59 - eb), max|g| in [2^(eg-1), 2^eg), same for b; n >= 40
+      gain G_d = round_half_up(g_d * 2^(n-30)) (|G| <= 2^29, int32), bias B_d = round_half_up(b_d * 2^n)
+      (|B| <= 2^59, int64)
+    """
+    gamma = np.asarray(gamma, dtype=np.float64).reshape(-1)
+    beta = np.asarray(beta, dtype=np.float64).reshape(-1)
+    d = gamma.size
+    if not 1 <= d <= LN_MAX_DIM or beta.size != d:
+        raise ValueError(f"layernorm: need 1 <= D <= {LN_MAX_DIM} and len(beta) == len(gamma), got {d}, {beta.size}")
+    if not (in_scale > 0 and out_scale > 0 and eps >= 0):
+        raise ValueError("layernorm: scales must be > 0 and eps >= 0")
+    if np.dtype(in_dtype) not in (np.dtype(np.int8), np.dtype(np.int16)):
+        raise ValueError("layernorm: in_dtype must be int8 or int16")
+    lo, hi = qrange(in_dtype)
+    vmax = -(-(d ** 3) * (hi - lo) ** 2 // 4)            # ceil(D^3 r^2 / 4), exact int
+    if vmax > 1 << 61:
+        raise OverflowError("layernorm: variance bound exceeds 2^61")
+    frac_bits = 0
+    while frac_bits + 2 <= 30 and vmax << (frac_bits + 2) <= 1 << 61:
+        frac_bits += 2
+    e_real = eps / in_scale ** 2 * d ** 3 * 2.0 ** frac_bits
+    if e_real >= 2.0 ** 61:
+        raise ValueError(f"layernorm: eps / in_scale^2 = {eps / in_scale ** 2:.3g} is too large")
+    g = gamma * math.sqrt(d) / out_scale
+    b = beta / out_scale
+    n = MAX_RSHIFT - 1
+    for v in (np.abs(g).max(), np.abs(b).max()):
+        if v > 0:
+            n = min(n, 59 - math.frexp(float(v))[1])
+    if n < 40:
+        raise ValueError("layernorm: |gamma|*sqrt(D)/out_scale or |beta|/out_scale >= 2^19; check out_scale")
+    out_lo, out_hi = qrange(out_dtype)
+    return {"dim": d, "frac_bits": frac_bits, "eps_fixed": max(1, round_half_up(e_real)),
+            "gain": np.array([round_half_up(math.ldexp(v, n - 30)) for v in g], dtype=np.int32),
+            "bias": np.array([round_half_up(math.ldexp(v, n)) for v in b], dtype=np.int64),
+            "out_shift": n, "out_zp": int(out_zp), "qmin": out_lo, "qmax": out_hi,
+            "in_dtype": np.dtype(in_dtype).name, "out_dtype": np.dtype(out_dtype).name}
+
+
+def layernorm_int(x, params: dict) -> np.ndarray:
+    """Integer LayerNorm of x int8/int16 [..., D] -> params['out_dtype'] [..., D] (per row).
+
+    Per row (bounds for D <= 1024, |x| <= 2^15):
+      1. S  = sum(x)                                  |S| <= 2^25
+      2. c  = D*x - S                                 |c| <= 2^26 (exact: c = D*(x - mean))
+      3. V  = sum(c*c)                                V <= 2^60 (int64)
+      4. W  = (V << F) + E                            1 <= W < 2^62
+      5. s  = min((62 - bit_length(W)) >> 1, 30 - F/2);  q = isqrt64(W << 2s)   (q < 2^31)
+      6. R  = (2^61 + (q >> 1)) / q   (uint64 division, one per row)  R <= 2^31 if V > 0
+         (if V == 0 the cap on s may leave q < 2^30 and R < 2^61, but then every c == 0)
+      7. U  = rounding_rshift(c * R, 31 - F/2 - s)    U ~ u * 2^30, |U| <= 2^30 + 1
+      8. out = clamp(rounding_rshift(U * G + B, n) + out_zp, qmin, qmax)   |U*G + B| < 2^61
+    Step 7's shift is >= 1 whenever V > 0 (then W >= 2^(F+1)); when V == 0 every c == 0.
+    """
+    xi = _as_int64(x, "layernorm x")
+    d, f = params["dim"], params["frac_bits"]
+    if xi.shape[-1] != d:
+        raise ValueError(f"layernorm: last axis {xi.shape[-1]} != D = {d}")
+    _require_range(xi, *qrange(params["in_dtype"]), what=f"layernorm input ({params['in_dtype']})")
+    s1 = xi.sum(axis=-1, keepdims=True)
+    c = d * xi - s1
+    w = ((c * c).sum(axis=-1, keepdims=True) << f) + params["eps_fixed"]
+    s = np.minimum((62 - bit_length(w)) >> 1, 30 - f // 2)
+    q = isqrt64(w << (2 * s))
+    r = ((np.int64(1) << 61) + (q >> 1)) // q
+    u = rounding_rshift(c * r, 31 - f // 2 - s)
+    acc = u * params["gain"].astype(np.int64) + params["bias"]
+    y = rounding_rshift(acc, params["out_shift"]) + params["out_zp"]
+    return np.clip(y, params["qmin"], params["qmax"]).astype(params["out_dtype"])
