@@ -1,0 +1,115 @@
+"""Lowering a float VisionTransformer to a Program (float32 kernels).
+
+Program input `image` float32 [C, H, W] (already normalised: the model's `preprocess`
+is recorded in meta["preprocess"], its spec YAML in meta["spec"]); output `logits` [K].
+Kernels follow `VisionTransformer.forward`: patch_embed, cls_concat (pool == "cls"),
+add_pos, then per block i
+    blocks.i.norm1 -> t{i}.ln1, blocks.i.attn.qkv -> t{i}.qkv, blocks.i.attn.core -> t{i}.attn,
+    blocks.i.attn.proj -> t{i}.proj, blocks.i.add1 -> t{i}.res1, blocks.i.norm2 -> t{i}.ln2,
+    blocks.i.mlp.fc1 (+GELU) -> t{i}.fc1, blocks.i.mlp.fc2 -> t{i}.fc2, blocks.i.add2 -> t{i}.out
+then pool -> pooled [1, D], norm -> normed, head -> head [1, K], reshape -> logits [K].
+A low-rank linear `x` becomes kernels `x.a` (no bias, output `<tensor>.a`) and `x.b`.
+Constants are named by the model's state_dict keys (e.g. blocks.3.attn.qkv.weight).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from edgevit.lower.program import Program, ProgramBuilder, ProgramError
+from edgevit.model.vit import LowRankLinear, VisionTransformer
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    """A torch tensor/parameter as a float32 NumPy array (a copy)."""
+    return t.detach().cpu().to(torch.float32).numpy().copy()
+
+
+def lower_linear(b: ProgramBuilder, module: nn.Module, prefix: str, x: str, out: str,
+                 activation: str = "none") -> str:
+    """Lower an nn.Linear or LowRankLinear named `prefix` reading tensor `x`; returns `out`.
+
+    Shapes: x [N, in] -> out [N, out_features]; `activation` is fused into the last kernel.
+    """
+    if isinstance(module, LowRankLinear):
+        mid = lower_linear(b, module.a, f"{prefix}.a", x, f"{out}.a")
+        return lower_linear(b, module.b, f"{prefix}.b", mid, out, activation)
+    if not isinstance(module, nn.Linear):
+        raise ProgramError(f"{prefix}: cannot lower a {type(module).__name__} as a linear")
+    consts = {"weight": b.add_const(f"{prefix}.weight", _np(module.weight))}
+    if module.bias is not None:
+        consts["bias"] = b.add_const(f"{prefix}.bias", _np(module.bias))
+    attrs = {"activation": activation} if activation != "none" else {}
+    return b.add_kernel("linear", [x], attrs=attrs, consts=consts, name=prefix, outputs=[out])[0]
+
+
+def lower_layernorm(b: ProgramBuilder, module: nn.LayerNorm, prefix: str, x: str, out: str) -> str:
+    """Lower an nn.LayerNorm named `prefix`: x [N, D] -> out [N, D]."""
+    consts = {"gamma": b.add_const(f"{prefix}.weight", _np(module.weight)),
+              "beta": b.add_const(f"{prefix}.bias", _np(module.bias))}
+    return b.add_kernel("layernorm", [x], attrs={"eps": float(module.eps)}, consts=consts, name=prefix,
+                        outputs=[out])[0]
+
+
+def lower_embed(b: ProgramBuilder, model: VisionTransformer, image: str) -> str:
+    """image [C, H, W] -> tokens with class token and positions [N, D]; returns the tensor name."""
+    spec = model.spec
+    conv = model.patch_embed.proj
+    w = b.add_const("patch_embed.proj.weight", _np(conv.weight).reshape(spec.embed_dim, -1))
+    bias = b.add_const("patch_embed.proj.bias", _np(conv.bias))
+    t = b.add_kernel("patch_embed", [image], attrs={"patch": spec.patch_size},
+                     consts={"weight": w, "bias": bias}, name="patch_embed", outputs=["patches"])[0]
+    if model.cls_token is not None:
+        cls = b.add_const("cls_token", _np(model.cls_token).reshape(spec.embed_dim))
+        t = b.add_kernel("cls_concat", [t], consts={"cls": cls}, name="cls_concat", outputs=["tokens"])[0]
+    pos = b.add_const("pos_embed", _np(model.pos_embed)[0])
+    return b.add_kernel("add_pos", [t], consts={"pos": pos}, name="pos_embed", outputs=["embed"])[0]
+
+
+def lower_block(b: ProgramBuilder, model: VisionTransformer, i: int, x: str, fuse_gelu: bool = True) -> str:
+    """Block i: x [N, D] -> t{i}.out [N, D] (pre-norm attention and MLP, each with a residual)."""
+    blk, spec, p, t = model.blocks[i], model.spec.blocks[i], f"blocks.{i}", f"t{i}"
+    h = lower_layernorm(b, blk.norm1, f"{p}.norm1", x, f"{t}.ln1")
+    h = lower_linear(b, blk.attn.qkv, f"{p}.attn.qkv", h, f"{t}.qkv")
+    attrs = {"heads": spec.heads, "head_dim": spec.head_dim, "scale": float(blk.attn.scale)}
+    h = b.add_kernel("attention", [h], attrs=attrs, name=f"{p}.attn.core", outputs=[f"{t}.attn"])[0]
+    h = lower_linear(b, blk.attn.proj, f"{p}.attn.proj", h, f"{t}.proj")
+    x = b.add_kernel("add", [x, h], name=f"{p}.add1", outputs=[f"{t}.res1"])[0]
+    h = lower_layernorm(b, blk.norm2, f"{p}.norm2", x, f"{t}.ln2")
+    if fuse_gelu:
+        h = lower_linear(b, blk.mlp.fc1, f"{p}.mlp.fc1", h, f"{t}.fc1", activation="gelu")
+    else:
+        h = lower_linear(b, blk.mlp.fc1, f"{p}.mlp.fc1", h, f"{t}.fc1")
+        h = b.add_kernel("gelu", [h], name=f"{p}.mlp.act", outputs=[f"{t}.gelu"])[0]
+    h = lower_linear(b, blk.mlp.fc2, f"{p}.mlp.fc2", h, f"{t}.fc2")
+    return b.add_kernel("add", [x, h], name=f"{p}.add2", outputs=[f"{t}.out"])[0]
+
+
+def lower_head(b: ProgramBuilder, model: VisionTransformer, x: str) -> str:
+    """tokens [N, D] -> pool [1, D] -> norm -> head [1, K] -> logits [K] (as forward: pool, norm, head)."""
+    k = model.spec.num_classes
+    h = b.add_kernel("pool", [x], attrs={"mode": model.spec.pool}, name="pool", outputs=["pooled"])[0]
+    h = lower_layernorm(b, model.norm, "norm", h, "normed")
+    h = lower_linear(b, model.head, "head", h, "head")
+    return b.add_kernel("reshape", [h], attrs={"shape": [k]}, name="flatten", outputs=["logits"])[0]
+
+
+def lower_float(model: VisionTransformer, fuse_gelu: bool = True) -> Program:
+    """A float32 Program computing `model`: input `image` float32 [C, H, W] -> output `logits` float32 [K].
+
+    `fuse_gelu` folds each MLP's GELU into its fc1 kernel (else a separate `gelu` kernel).
+    Token merging (merge_r > 0) is not supported (the torch model rejects it too).
+    """
+    spec = model.spec
+    if any(blk.merge_r for blk in spec.blocks):
+        raise ProgramError(f"{spec.name or 'model'}: merge_r > 0 (token merging) cannot be lowered yet")
+    meta = {"spec": spec.to_yaml(), "preprocess": model.preprocess.to_dict(), "lowering": "float"}
+    b = ProgramBuilder(spec.name or "vit", meta=meta)
+    image = b.add_input("image", (spec.in_channels, spec.image_size, spec.image_size))
+    x = lower_embed(b, model, image)
+    for i in range(spec.depth):
+        x = lower_block(b, model, i, x, fuse_gelu)
+    b.add_output(lower_head(b, model, x))
+    return b.build()

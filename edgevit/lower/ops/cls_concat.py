@@ -1,0 +1,34 @@
+"""cls_concat: tokens [P, D] + constant `cls` [D] -> [P+1, D], the class token first (row 0)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edgevit.lower.ops import OpDef, expect_attrs, expect_const, expect_dtype, expect_rank, out, register_op
+from edgevit.lower.program import Kernel, TensorInfo
+
+DTYPES = ("float32",)
+
+
+def infer(kernel: Kernel, in_infos: list[TensorInfo], consts: dict[str, np.ndarray]) -> list[TensorInfo]:
+    """[P, D] float32 and cls [D] -> [P+1, D]."""
+    expect_attrs(kernel, [])
+    (x,) = in_infos
+    expect_rank(kernel, x, 2, "[P, D]")
+    expect_dtype(kernel, x, DTYPES)
+    p, d = x.shape
+    expect_const(kernel, consts, "cls", (d,))
+    return [out(kernel, (p + 1, d), x.dtype)]
+
+
+def run_float(kernel: Kernel, inputs: list[np.ndarray], consts: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """[B, P, D] -> [B, P+1, D] with row 0 = cls."""
+    x = inputs[0]
+    y = np.empty((x.shape[0], x.shape[1] + 1, x.shape[2]), dtype=x.dtype)
+    y[:, 0] = consts["cls"]
+    y[:, 1:] = x
+    return [y]
+
+
+OP = register_op(OpDef(name="cls_concat", infer=infer, run={"float32": run_float}, inputs=("tokens",),
+                       consts=("cls",), doc=__doc__))
