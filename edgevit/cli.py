@@ -48,6 +48,9 @@ def train(
     data_root: Optional[Path] = typer.Option(None, "--data-root", help="Where the dataset files live."),
     threads: int = typer.Option(0, "--threads", help="torch threads (0: all cores)."),
     no_resume: bool = typer.Option(False, "--no-resume", help="Start over even if OUT holds a run."),
+    shift: int = typer.Option(2, "--shift", min=0, help="Random translation augmentation, in pixels."),
+    no_flip: bool = typer.Option(False, "--no-flip", help="No horizontal-flip augmentation."),
+    warmup_epochs: float = typer.Option(1.0, "--warmup-epochs", min=0.0),
 ) -> None:
     """Train a ViT from a spec and write a checkpoint directory (resumable)."""
     from edgevit.model.train import TrainConfig, train_model
@@ -55,6 +58,7 @@ def train(
     cfg = TrainConfig(
         epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
         label_smoothing=label_smoothing, schedule=schedule, seed=seed, threads=threads,
+        shift=shift, flip=not no_flip, warmup_epochs=warmup_epochs,
     )
     result = train_model(spec, data, out, cfg, init=init, data_root=data_root, resume=not no_resume)
     Console().print(f"[green]wrote[/] {out}  val top-1 {result['val_top1']:.2%}  test top-1 {result['test_top1']:.2%}")
@@ -66,21 +70,31 @@ def eval_cmd(
     data: str = typer.Option("fashion-mnist", "--data"),
     split: str = typer.Option("test", "--split", help="train, val or test."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Evaluate the first N images only."),
+    passes: Optional[str] = typer.Option(None, "--passes", help='Compression pipeline, e.g. "quant(w=8,a=8)"; '
+                                         "the result is evaluated as its (int8) Program."),
+    compare: bool = typer.Option(False, "--compare", help="With --passes: also the fp32 top-1 and agreement."),
+    calib_size: Optional[int] = typer.Option(None, "--calib-size", min=1,
+                                             help="Calibration images from the train split (quant's calib)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
     data_root: Optional[Path] = typer.Option(None, "--data-root"),
 ) -> None:
-    """Evaluate a checkpoint: top-1, MACs and parameters."""
+    """Evaluate a checkpoint (optionally after compression passes): top-1, MACs, params, weight bytes."""
     from edgevit.model.evaluate import evaluate_checkpoint
 
-    result = evaluate_checkpoint(model, data, split=split, limit=limit, data_root=data_root)
+    result = evaluate_checkpoint(model, data, split=split, limit=limit, data_root=data_root, passes=passes,
+                                 compare=compare, calib_size=calib_size, progress=True)
     if as_json:
         print(json.dumps(result))
         return
     c = Console()
-    c.print(f"[bold]{model}[/] on {data}/{split} ({result['images']} images)")
-    c.print(f"  top-1   {result['top1']:.2%}")
-    c.print(f"  MACs    {result['macs']:,}")
-    c.print(f"  params  {result['params']:,}")
+    c.print(f"[bold]{model}[/] on {data}/{split} ({result['images']} images)"
+            + (f" after {passes}" if passes else ""))
+    c.print(f"  top-1         {result['top1']:.2%}")
+    if "fp32_top1" in result:
+        c.print(f"  fp32 top-1    {result['fp32_top1']:.2%}  (agreement {result['agreement']:.2%})")
+    c.print(f"  MACs          {result['macs']:,}")
+    c.print(f"  params        {result['params']:,}")
+    c.print(f"  weight bytes  {result['weight_bytes']:,}")
 
 
 @app.command("export-onnx")

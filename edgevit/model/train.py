@@ -20,7 +20,7 @@ from torch import nn
 from edgevit import __version__
 from edgevit.data import ArrayDataset, compute_normalization, load_dataset
 from edgevit.errors import CheckpointError, UserInputError
-from edgevit.model.checkpoint import load_checkpoint, save_checkpoint
+from edgevit.model.checkpoint import checkpoint_info, load_checkpoint, save_checkpoint
 from edgevit.model.evaluate import accuracy
 from edgevit.model.progress import epoch_progress
 from edgevit.model.spec import ViTSpec
@@ -189,6 +189,8 @@ def train_model(spec_path: Path, data: str, out: Path, cfg: TrainConfig, init: P
     info = {"recipe": {"data": data, **asdict(cfg)}, "history": history, "val_top1": history[-1]["val_top1"],
             "test_top1": round(test, 4), "train_seconds_this_session": round(time.time() - t0, 1),
             "edgevit": __version__}
+    if init is not None:
+        info["init"] = {"path": str(init), "info": checkpoint_info(init)}
     save_checkpoint(model, out, info=info)
     (out / "metrics.json").write_text(json.dumps(info, indent=2) + "\n")
     return {"val_top1": history[-1]["val_top1"], "test_top1": test}
