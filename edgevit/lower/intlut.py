@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from edgevit.lower.intmath import (INT32_MAX, INT32_MIN, _as_int64, _require_range, qrange,
+from edgevit.lower.intmath import (INT32_MAX, INT32_MIN, _check_int, _int_input, _rshift_inplace, qrange,
                                    quantize_multiplier, round_half_up, rounding_rshift)
 
 SOFTMAX_OUT_SCALE = 1.0 / 255.0
@@ -56,7 +56,8 @@ def make_softmax_lut(input_scale: float, max_len: int = DEFAULT_MAX_LEN) -> dict
 
 
 def _normalise(e: np.ndarray, lut: dict, out_dtype) -> np.ndarray:
-    """Exp values e int64 [..., N] (each <= 2^F, row sum <= 2^30) -> probabilities [..., N].
+    """Exp values e int64 [..., N] (each <= 2^F, row sum <= 2^30; consumed: modified in place)
+    -> probabilities [..., N].
 
         S = sum(e)                                     (int32 range, S >= table[0] > 0)
         R = ((255 << K) + (S >> 1)) / S                (one int64 / uint32 division per row)
@@ -67,7 +68,9 @@ def _normalise(e: np.ndarray, lut: dict, out_dtype) -> np.ndarray:
     k = lut["recip_bits"]
     s = e.sum(axis=-1, keepdims=True)
     r = ((np.int64(255) << k) + (s >> 1)) // s
-    q = np.minimum(rounding_rshift(e * r, k), 255)
+    q = e
+    q *= r                                                         # e * R < 2^49
+    np.minimum(_rshift_inplace(q, k), 255, out=q)
     if np.dtype(out_dtype) == np.dtype(np.uint8):
         return q.astype(np.uint8)
     if np.dtype(out_dtype) == np.dtype(np.int8):
@@ -80,10 +83,9 @@ def softmax_int(x, lut: dict, out_dtype=np.uint8) -> np.ndarray:
 
     Per row: m = max(x); d = m - x in [0, 255]; e = table[d]; then ``_normalise``.
     """
-    xi = _as_int64(x, "softmax x")
-    _require_range(xi, -128, 127, "softmax input (int8)")
+    xi = _int_input(x, -128, 127, "softmax input (int8)")
     d = xi.max(axis=-1, keepdims=True) - xi
-    return _normalise(lut["table"].astype(np.int64)[d], lut, out_dtype)
+    return _normalise(np.take(lut["table"].astype(np.int64), d), lut, out_dtype)
 
 
 # ---------------------------------------------------------------- attention-score softmax
@@ -129,11 +131,13 @@ def softmax_from_scores(scores, multiplier: int, shift: int, lut: dict, out_dtyp
       i_j = min(rounding_rshift(d_j * M, 31 - shift), T - 1)
       e_j = table[i_j];  then ``_normalise`` (q = round(255 e_j / sum e)).
     """
-    s = _as_int64(scores, "scores")
-    _require_range(s, INT32_MIN, INT32_MAX, "attention scores (int32)")
-    d = np.minimum(s.max(axis=-1, keepdims=True) - s, INT32_MAX)
-    idx = np.minimum(rounding_rshift(d * int(multiplier), 31 - int(shift)), lut["table_size"] - 1)
-    return _normalise(lut["table"].astype(np.int64)[idx], lut, out_dtype)
+    s = _check_int(scores, INT32_MIN, INT32_MAX, "attention scores (int32)")
+    d = s.astype(np.int64)                                         # a fresh copy: in-place from here
+    np.subtract(d.max(axis=-1, keepdims=True), d, out=d)
+    np.minimum(d, INT32_MAX, out=d)
+    d *= int(multiplier)                                           # d * M < 2^62
+    idx = np.minimum(_rshift_inplace(d, 31 - int(shift)), lut["table_size"] - 1, out=d)
+    return _normalise(np.take(lut["table"].astype(np.int64), idx), lut, out_dtype)
 
 
 # ---------------------------------------------------------------- elementwise int8 LUTs (GELU)
@@ -161,9 +165,8 @@ def make_gelu_lut(in_scale: float, in_zp: int, out_scale: float, out_zp: int) ->
 
 def lut_int8(x, lut: np.ndarray) -> np.ndarray:
     """Elementwise table lookup y = lut[x + 128] for int8 x (any shape) -> lut.dtype."""
-    xi = _as_int64(x, "lut x")
-    _require_range(xi, -128, 127, "LUT input (int8)")
-    return lut[xi + 128]
+    xi = _check_int(x, -128, 127, "LUT input (int8)")
+    return np.take(lut, xi.astype(np.int16) + 128)
 
 
 def gelu_int(x, lut: np.ndarray) -> np.ndarray:

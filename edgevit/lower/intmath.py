@@ -40,6 +40,17 @@ def round_half_up(x: float) -> int:
     return int(f) + (1 if x - f >= 0.5 else 0)
 
 
+def round_half_up_array(x) -> np.ndarray:
+    """Elementwise ``round_half_up`` of a float array (float64 math): int64, same shape.
+
+    floor(v) + (v - floor(v) >= 1/2) is exact for every double (the subtraction is exact), unlike
+    floor(v + 0.5), which misrounds 0.49999999999999994. Build-time / host-side use only.
+    """
+    v = np.asarray(x, dtype=np.float64)
+    f = np.floor(v)
+    return (f + (v - f >= 0.5)).astype(np.int64)
+
+
 def qrange(dtype, qmin: int | None = None, qmax: int | None = None) -> tuple[int, int]:
     """Clamp range for an integer dtype: (qmin, qmax) defaulting to the dtype limits."""
     info = np.iinfo(np.dtype(dtype))
@@ -51,17 +62,61 @@ def qrange(dtype, qmin: int | None = None, qmax: int | None = None) -> tuple[int
 
 
 def _require_range(x: np.ndarray, lo: int, hi: int, what: str) -> None:
-    """Raise OverflowError unless every element of int64 ``x`` lies in [lo, hi]."""
+    """Raise OverflowError unless every element of integer ``x`` lies in [lo, hi].
+
+    Free when x's dtype cannot hold anything outside [lo, hi] (e.g. int8 data for an int16 bound).
+    """
+    info = np.iinfo(x.dtype)
+    if lo <= info.min and info.max <= hi:
+        return
     if x.size and (x.min() < lo or x.max() > hi):
         raise OverflowError(f"{what} out of range [{lo}, {hi}]: got [{x.min()}, {x.max()}]")
 
 
 def _as_int64(x, what: str) -> np.ndarray:
-    """Integer array -> int64 array; floats are rejected (run-time functions are integer only)."""
+    """Integer array -> int64 array (no copy if it already is one: never modify the result in place);
+    floats are rejected (run-time functions are integer only)."""
     a = np.asarray(x)
     if a.dtype.kind not in "iu":
         raise TypeError(f"{what} must be an integer array, got dtype {a.dtype}")
-    return a.astype(np.int64)
+    return a.astype(np.int64, copy=False)
+
+
+def _check_int(x, lo: int, hi: int, what: str) -> np.ndarray:
+    """x as an integer array (its own dtype, no copy) checked to lie in [lo, hi]; floats rejected."""
+    a = np.asarray(x)
+    if a.dtype.kind not in "iu":
+        raise TypeError(f"{what} must be an integer array, got dtype {a.dtype}")
+    _require_range(a, lo, hi, what)
+    return a
+
+
+def _int_input(x, lo: int, hi: int, what: str) -> np.ndarray:
+    """Integer array checked to lie in [lo, hi] (in its own dtype), then as int64 (maybe not a copy)."""
+    return _check_int(x, lo, hi, what).astype(np.int64, copy=False)
+
+
+def _rshift_inplace(y: np.ndarray, n) -> np.ndarray:
+    """rounding_rshift without checks, in place on a fresh int64 array ``y`` (shape already broadcast).
+
+    n: int or int64 array broadcastable to y, values in [0, 62]; |y| <= 2^62. Returns y.
+    """
+    if np.ndim(n) == 0:
+        k = int(n)
+        if k:
+            y += 1 << (k - 1)
+            y >>= k
+        return y
+    n = np.asarray(n, dtype=np.int64)
+    y += np.where(n > 0, np.left_shift(np.int64(1), np.maximum(n - 1, 0)), np.int64(0))
+    y >>= n
+    return y
+
+
+def _clamp_cast(y: np.ndarray, lo: int, hi: int, dtype) -> np.ndarray:
+    """clamp(y, lo, hi) in place on a fresh int64 array, then cast to ``dtype``."""
+    np.clip(y, lo, hi, out=y)
+    return y.astype(dtype)
 
 
 # ---------------------------------------------------------------- multipliers
@@ -108,12 +163,12 @@ def rounding_rshift(x, n) -> np.ndarray:
     x: integer array (any shape), |x| <= 2^62; n: int or integer array broadcastable to x, in
     [0, 62]. Returns int64. C: ``n ? (x + ((int64_t)1 << (n - 1))) >> n : x``.
     """
-    x = _as_int64(x, "rounding_rshift x")
-    n = _as_int64(n, "rounding_rshift n")
-    _require_range(n, 0, MAX_RSHIFT, "rounding_rshift shift")
-    _require_range(x, -MAX_ABS_RSHIFT_IN, MAX_ABS_RSHIFT_IN, "rounding_rshift input")
+    x = _int_input(x, -MAX_ABS_RSHIFT_IN, MAX_ABS_RSHIFT_IN, "rounding_rshift input")
+    n = _int_input(n, 0, MAX_RSHIFT, "rounding_rshift shift")
     half = np.where(n > 0, np.left_shift(np.int64(1), np.maximum(n - 1, 0)), np.int64(0))
-    return np.right_shift(x + half, n)
+    y = x + half
+    y >>= n
+    return y
 
 
 def _check_multiplier(mult: np.ndarray, shift: np.ndarray) -> None:
@@ -137,14 +192,27 @@ def requantize(acc, multiplier, shift, zero_point: int = 0, qmin: int | None = N
     i.e. ``round_half_up(acc * real) + zero_point`` with real = M * 2^(shift-31). |acc * M| < 2^62,
     so the int64 product and rounding never overflow. qmin/qmax default to the out_dtype limits.
     """
-    acc = _as_int64(acc, "requantize acc")
+    acc = np.asarray(acc)
+    if acc.dtype.kind not in "iu":
+        raise TypeError(f"requantize acc must be an integer array, got dtype {acc.dtype}")
     _require_range(acc, INT32_MIN, INT32_MAX, "requantize accumulator")
     mult = _as_int64(multiplier, "multiplier")
     sh = _as_int64(shift, "shift")
     _check_multiplier(mult, sh)
     lo, hi = qrange(out_dtype, qmin, qmax)
-    y = rounding_rshift(acc * mult, 31 - sh) + int(zero_point)
-    return np.clip(y, lo, hi).astype(out_dtype)
+    y = acc.astype(np.int64)                                  # a fresh copy: in-place from here
+    y *= mult                                                 # |acc * M| < 2^62
+    n = 31 - sh
+    zp = int(zero_point)
+    if zp and n.max(initial=0) <= 46 and abs(zp) <= 1 << 15:
+        # ((y + 2^(n-1)) >> n) + zp == (y + 2^(n-1) + zp * 2^n) >> n, and |y + ...| < 2^62 + 2^61 here
+        y += np.left_shift(np.int64(1), n - 1) + np.left_shift(np.int64(zp), n)
+        y >>= n
+    else:
+        _rshift_inplace(y, n)
+        if zp:
+            y += zp
+    return _clamp_cast(y, lo, hi, out_dtype)
 
 
 # ---------------------------------------------------------------- residual add
@@ -178,13 +246,20 @@ def add_int(a, b, params: dict) -> np.ndarray:
         acc = a*ka + b*kb + bias          (int64, |acc| < 2^49)
         out = clamp(rounding_rshift(acc, n) + out_zp, qmin, qmax)
     """
-    a = _as_int64(a, "add a")
-    b = _as_int64(b, "add b")
-    _require_range(a, -(1 << 15), (1 << 15) - 1, "add input a (int16 max)")
-    _require_range(b, -(1 << 15), (1 << 15) - 1, "add input b (int16 max)")
-    acc = a * params["ka"] + b * params["kb"] + params["bias"]
-    y = rounding_rshift(acc, params["shift"]) + params["out_zp"]
-    return np.clip(y, params["qmin"], params["qmax"]).astype(params["out_dtype"])
+    a = _check_int(a, -(1 << 15), (1 << 15) - 1, "add input a (int16 max)")
+    b = _check_int(b, -(1 << 15), (1 << 15) - 1, "add input b (int16 max)")
+    acc = a.astype(np.int64)                                  # fresh copies: in-place from here
+    acc *= int(params["ka"])
+    bk = b.astype(np.int64)
+    bk *= int(params["kb"])
+    if acc.shape == np.broadcast_shapes(acc.shape, bk.shape):
+        acc += bk
+    else:
+        acc = acc + bk
+    acc += int(params["bias"])
+    _rshift_inplace(acc, int(params["shift"]))
+    acc += int(params["out_zp"])
+    return _clamp_cast(acc, params["qmin"], params["qmax"], params["out_dtype"])
 
 
 # ---------------------------------------------------------------- integer sqrt helpers
@@ -202,23 +277,19 @@ def bit_length(x) -> np.ndarray:
 
 
 def isqrt64(x) -> np.ndarray:
-    """floor(sqrt(x)) for int64 0 <= x < 2^62, elementwise, by the binary digit-by-digit method.
-
-    C (exactly 32 iterations, no division):
+    """floor(sqrt(x)) for int64 0 <= x < 2^62, elementwise (the result is unique, so any exact method
+    matches). C uses the binary digit-by-digit method (exactly 32 iterations, no division):
         uint64_t r = 0, bit = 1ULL << 62;
         while (bit) { if (x >= r + bit) { x -= r + bit; r = (r >> 1) + bit; } else r >>= 1; bit >>= 2; }
     """
-    x = _as_int64(x, "isqrt64 x")
-    _require_range(x, 0, (1 << 62) - 1, "isqrt64 input")
-    res = np.zeros_like(x)
-    bit = np.int64(1) << 62
-    while bit:
-        t = res + bit
-        ge = x >= t
-        x = np.where(ge, x - t, x)
-        res = np.where(ge, (res >> 1) + bit, res >> 1)
-        bit >>= 2
-    return res
+    x = _int_input(x, 0, (1 << 62) - 1, "isqrt64 input")
+    # Same result as the C loop (floor(sqrt(x)) is unique), computed faster: a float64 estimate
+    # (off by at most one here) corrected exactly in integers; (r + 1)^2 <= (2^31 + 1)^2 < 2^63.
+    r = np.floor(np.sqrt(x.astype(np.float64))).astype(np.int64)
+    for _ in range(2):
+        r -= r * r > x
+        r += (r + 1) * (r + 1) <= x
+    return r
 
 
 # ---------------------------------------------------------------- LayerNorm
@@ -287,18 +358,22 @@ def layernorm_int(x, params: dict) -> np.ndarray:
       8. out = clamp(rounding_rshift(U * G + B, n) + out_zp, qmin, qmax)   |U*G + B| < 2^61
     Step 7's shift is >= 1 whenever V > 0 (then W >= 2^(F+1)); when V == 0 every c == 0.
     """
-    xi = _as_int64(x, "layernorm x")
     d, f = params["dim"], params["frac_bits"]
-    if xi.shape[-1] != d:
-        raise ValueError(f"layernorm: last axis {xi.shape[-1]} != D = {d}")
-    _require_range(xi, *qrange(params["in_dtype"]), what=f"layernorm input ({params['in_dtype']})")
-    s1 = xi.sum(axis=-1, keepdims=True)
-    c = d * xi - s1
-    w = ((c * c).sum(axis=-1, keepdims=True) << f) + params["eps_fixed"]
+    if np.shape(x)[-1] != d:
+        raise ValueError(f"layernorm: last axis {np.shape(x)[-1]} != D = {d}")
+    xi = _check_int(x, *qrange(params["in_dtype"]), what=f"layernorm input ({params['in_dtype']})")
+    c = xi.astype(np.int64)                                       # a fresh copy: in-place from here
+    s1 = c.sum(axis=-1, keepdims=True)
+    c *= d
+    c -= s1                                                       # steps 1-2
+    w = (np.einsum("...i,...i->...", c, c)[..., None] << f) + params["eps_fixed"]   # steps 3-4
     s = np.minimum((62 - bit_length(w)) >> 1, 30 - f // 2)
     q = isqrt64(w << (2 * s))
     r = ((np.int64(1) << 61) + (q >> 1)) // q
-    u = rounding_rshift(c * r, 31 - f // 2 - s)
-    acc = u * params["gain"].astype(np.int64) + params["bias"]
-    y = rounding_rshift(acc, params["out_shift"]) + params["out_zp"]
-    return np.clip(y, params["qmin"], params["qmax"]).astype(params["out_dtype"])
+    c *= r                                                        # step 7: |c R| <= 2^57
+    u = _rshift_inplace(c, 31 - f // 2 - s)
+    u *= params["gain"].astype(np.int64)
+    u += params["bias"]                                           # step 8: |U G + B| < 2^61
+    _rshift_inplace(u, int(params["out_shift"]))
+    u += int(params["out_zp"])
+    return _clamp_cast(u, params["qmin"], params["qmax"], params["out_dtype"])

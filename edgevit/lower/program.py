@@ -5,7 +5,8 @@ A Program is what every backend compiles and what the reference interpreter
 
 - `tensors`: name -> TensorInfo (per-image shape, no batch dim; dtype; optional quant
   parameters, documentation only for int tensors),
-- `consts`: name -> np.ndarray (weights; kept separate from tensors),
+- `consts`: name -> np.ndarray (weights; kept separate from tensors; integer programs use
+  int8/int16/int32 constants and int64 for LayerNorm biases; packed 4-bit weights are int8),
 - `kernels`: Kernel list in execution order. A kernel names its op (registered in
   `edgevit.lower.ops`), input and output tensors, constants by role and JSON-able attrs.
 
@@ -29,7 +30,7 @@ import numpy as np
 
 from edgevit.errors import EdgevitError
 
-DTYPES = ("float32", "int8", "int16", "int32")
+DTYPES = ("float32", "int8", "int16", "int32", "int64")
 FORMAT = "edgevit-program"
 VERSION = 1
 
@@ -159,6 +160,11 @@ class Program:
     def const_params(self) -> int:
         """Total number of constant elements."""
         return int(sum(v.size for v in self.consts.values()))
+
+    def weight_bytes(self) -> int:
+        """Bytes of all constants as stored (dtype itemsize x elements; packed 4-bit weights are
+        int8 arrays of half the length, so they count half; a shared constant counts once)."""
+        return int(sum(v.nbytes for v in self.consts.values()))
 
     # ---- validation -----------------------------------------------------------
     def validate(self) -> None:

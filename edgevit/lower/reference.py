@@ -3,8 +3,9 @@
 Runs kernels in order over batched arrays ([B, *per-image shape]), vectorised over the
 batch, in chunks of `batch_size` images to bound memory; each intermediate tensor is
 dropped right after its last use. Every kernel's runner is chosen by its dtype
-(`edgevit.lower.ops.kernel_dtype`): float32 kernels run `run_float`, int8 kernels (later)
-run `run_int8`, which must be bit-exact.
+(`edgevit.lower.ops.kernel_dtype`): float32 kernels run `run_float`, int8/int16 kernels
+run `run_int8`, which is bit-exact (docs/integer-semantics.md): integer results do not depend
+on the batch size or the chunking.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from edgevit.lower.intmath import qrange, round_half_up_array
 from edgevit.lower.ops import get_op, kernel_dtype
 from edgevit.lower.program import Program, ProgramError, resolve_consts
 
@@ -38,17 +40,19 @@ class ReferenceInterpreter:
         """Largest live set of tensors while any kernel runs (inputs + outputs), plus its scratch.
 
         Scratch is counted generously: attention's scores [H, N, N] twice, and a float64
-        copy of the outputs (LayerNorm, GELU work in wider temporaries).
+        copy of the outputs (LayerNorm, GELU work in wider temporaries). Integer kernels work in
+        int64 temporaries: 48 bytes per output element, and 64 bytes per score of one head.
         """
         p = self.program
         live = {t: p.tensors[t].nbytes for t in p.inputs}
         peak = sum(live.values())
         for k, _, _, dead in self._steps:
             outs = sum(p.tensors[t].nbytes for t in k.outputs)
-            scratch = 2 * outs
+            is_int = p.tensors[k.outputs[0]].dtype != "float32"
+            scratch = 48 * sum(p.tensors[t].size for t in k.outputs) if is_int else 2 * outs
             if k.op == "attention":
                 n = p.tensors[k.inputs[0]].shape[0]
-                scratch += 8 * n * n * int(k.attrs["heads"])
+                scratch += 64 * n * n if is_int else 8 * n * n * int(k.attrs["heads"])
             peak = max(peak, sum(live.values()) + outs + scratch)
             for t in dead:
                 if t not in p.outputs:
@@ -138,12 +142,35 @@ def run_program(program: Program, inputs: Mapping[str, np.ndarray] | np.ndarray,
     return ReferenceInterpreter(program)(inputs, batch_size)
 
 
+def quantize_input(program: Program, float_images: np.ndarray) -> np.ndarray:
+    """Normalised float images [N, *shape] -> the integer input of `program` (its dtype, [N, *shape]).
+
+    With the input's quantization (scale s, zero point z; TensorInfo.quant of the single input):
+        q = clamp(round_half_up(x / s) + z, qmin, qmax)
+    where x / s is one IEEE double division of the float32 value widened to double and
+    round_half_up(v) = floor(v + 1/2) computed exactly (docs/integer-semantics.md "Program input").
+    """
+    if len(program.inputs) != 1:
+        raise ProgramError(f"{program.name}: quantize_input needs a program with one input (got {program.inputs})")
+    info = program.tensors[program.inputs[0]]
+    if info.dtype == "float32" or not info.quant:
+        raise ProgramError(f"{program.name}: input {info.name!r} is {info.dtype} without quantization; "
+                           "only integer programs take quantized inputs")
+    lo, hi = qrange(info.dtype)
+    zp = int(info.quant["zero_point"])
+    v = np.asarray(float_images, dtype=np.float32).astype(np.float64) / float(info.quant["scale"])
+    v = np.clip(v, lo - zp - 1, hi - zp + 1)  # keeps the int64 conversion safe; the clamp below decides
+    return np.clip(round_half_up_array(v) + zp, lo, hi).astype(info.dtype)
+
+
 def predict(program: Program, images_uint8: np.ndarray, preprocess: Any = None,
             batch_size: int | None = None) -> np.ndarray:
     """uint8 images [N, C, H, W] -> the program's first output [N, *shape] (logits [N, K]).
 
     Images are normalised chunk by chunk with `preprocess` (a Normalization; default: the
-    one recorded in program.meta["preprocess"]) and fed to the float32 input `image`.
+    one recorded in program.meta["preprocess"]) in float32. A float32 program gets them as
+    they are; an integer program (int8 `image`) gets them through `quantize_input`, and returns
+    its integer logits (argmax = the prediction; see `predict_labels`).
     """
     from edgevit.data.normalize import Normalization
 
@@ -151,15 +178,27 @@ def predict(program: Program, images_uint8: np.ndarray, preprocess: Any = None,
         if "preprocess" not in program.meta:
             raise ProgramError(f"{program.name}: no meta['preprocess'] in the program; pass `preprocess`")
         preprocess = Normalization.from_dict(program.meta["preprocess"])
-    if len(program.inputs) != 1 or program.tensors[program.inputs[0]].dtype != "float32":
-        raise ProgramError(f"{program.name}: predict needs one float32 image input (got {program.inputs}); "
-                           "integer inputs are quantised by their own program step")
+    if len(program.inputs) != 1:
+        raise ProgramError(f"{program.name}: predict needs one image input (got {program.inputs})")
     interp = ReferenceInterpreter(program)
     bs = int(batch_size or interp.default_batch_size())
     name, out_name = program.inputs[0], program.outputs[0]
+    is_float = program.tensors[name].dtype == "float32"
     info = program.tensors[out_name]
     result = np.empty((len(images_uint8), *info.shape), dtype=info.dtype)
     for start in range(0, len(images_uint8), bs):
         x = preprocess.apply(np.asarray(images_uint8[start:start + bs]))
+        if not is_float:
+            x = quantize_input(program, x)
         result[start:start + bs] = interp.run_chunk(interp.check_inputs({name: x}))[out_name]
     return result
+
+
+def predict_labels(program: Program, images_uint8: np.ndarray, preprocess: Any = None,
+                   batch_size: int | None = None) -> np.ndarray:
+    """uint8 images [N, C, H, W] -> predicted labels int64 [N]: argmax of `predict`'s logits [N, K].
+
+    Ties go to the lowest class index (np.argmax), for float and integer logits alike.
+    """
+    logits = predict(program, images_uint8, preprocess, batch_size)
+    return logits.reshape(len(logits), -1).argmax(axis=1).astype(np.int64)

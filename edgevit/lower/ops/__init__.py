@@ -5,8 +5,11 @@ An op file defines
   validation. `in_infos` are the input TensorInfos (per-image shapes), `consts` maps a
   role to its np.ndarray. Raise ProgramError (use `fail`) naming the kernel and tensor.
 - `run_float(kernel, inputs, consts) -> list[np.ndarray]`: inputs batched [B, *shape],
-  float32; returns batched float32 outputs. An int8 variant `run_int8` with the same
-  signature is added later in the same file and registered under "int8" in `run`.
+  float32; returns batched float32 outputs.
+- `run_int8(kernel, inputs, consts)`: the integer kernel (same signature), registered under
+  "int8" and, for ops that accept int16 inputs (the residual stream), "int16". Integer
+  kernels take every run-time constant from Program constants and integer attrs
+  (docs/integer-semantics.md, "Program kernels"); shared helpers are in `intcommon`.
 
 Dispatch: the interpreter runs `opdef.runner(kernel_dtype(kernel, in_infos))`, where the
 kernel dtype is `kernel.attrs["dtype"]` if given, else the dtype of the first input.

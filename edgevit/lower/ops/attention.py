@@ -10,24 +10,39 @@ Attrs: heads (H), head_dim (hd), scale (float > 0, normally 1/sqrt(hd)).
 Future optional input `size` [N] (token sizes after token merging, for proportional
 attention): s_j += log(size_j). Not implemented yet; a second input is rejected.
 The float path computes the scores in float32 and the softmax normalisation in float64.
+
+Integer kernel (qkv int8, symmetric: zero point 0; output int8; docs/integer-semantics.md
+"attention"), per head h and query row i:
+    s_j  = sum_t q_i[h, t] * k_j[h, t]                                     int32
+    p    = softmax_from_scores(s, score_multiplier, score_shift, score_lut)  uint8, p = q/255
+    acc  = sum_j p_j * v_j[h, t]                                           int32
+    out  = requantize(acc, out_multiplier, out_shift, out zero point)      int8
+Constant: score_lut int32 [T] (`intlut.make_score_lut`; one per Program, shared by every
+layer; its first entry 2^F fixes the longest row 2^(30-F)). Attrs: heads, head_dim,
+score_multiplier/score_shift (score_scale / step, score_scale = s_qkv^2 / sqrt(hd)),
+out_multiplier/out_shift (s_qkv / (255 s_out)), out_quant.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from edgevit.lower.ops import (OpDef, attr_float, attr_int, expect_attrs, expect_dtype, expect_rank, fail, out,
-                               register_op)
+from edgevit.lower.intlut import SOFTMAX_RECIP_BITS, softmax_from_scores
+from edgevit.lower.intmath import requantize
+from edgevit.lower.ops import (OpDef, attr_float, attr_int, expect_attrs, expect_const, expect_dtype, expect_rank,
+                               fail, out, register_op)
+from edgevit.lower.ops.intcommon import exact_matmul, expect_roles, expect_zero_point, multiplier_attrs, out_quant
 from edgevit.lower.program import Kernel, TensorInfo
 
-DTYPES = ("float32",)
+DTYPES = ("float32", "int8")
+INT_ATTRS = ("heads", "head_dim", "score_multiplier", "score_shift", "out_multiplier", "out_shift", "out_quant")
 
 
 def infer(kernel: Kernel, in_infos: list[TensorInfo], consts: dict[str, np.ndarray]) -> list[TensorInfo]:
-    """qkv [N, 3*H*hd] float32 -> [N, H*hd]."""
-    expect_attrs(kernel, ["heads", "head_dim", "scale"])
+    """qkv [N, 3*H*hd] float32 or int8 -> [N, H*hd]."""
+    is_int = bool(in_infos) and in_infos[0].dtype != "float32"
+    expect_attrs(kernel, INT_ATTRS if is_int else ["heads", "head_dim", "scale"])
     h, hd = attr_int(kernel, "heads"), attr_int(kernel, "head_dim")
-    attr_float(kernel, "scale")
     if len(in_infos) > 1:
         fail(kernel, f"the optional `size` input ({in_infos[1].name!r}) is not supported yet")
     qkv = in_infos[0]
@@ -36,7 +51,30 @@ def infer(kernel: Kernel, in_infos: list[TensorInfo], consts: dict[str, np.ndarr
     if qkv.shape[1] != 3 * h * hd:
         fail(kernel, f"input {qkv.name!r} has shape {list(qkv.shape)}; expected [N, {3 * h * hd}] "
                      f"(3 * heads {h} * head_dim {hd})")
-    return [out(kernel, (qkv.shape[0], h * hd), qkv.dtype)]
+    if not is_int:
+        attr_float(kernel, "scale")
+        expect_roles(kernel, consts, [], kind="float32")
+        return [out(kernel, (qkv.shape[0], h * hd), qkv.dtype)]
+    expect_zero_point(kernel, qkv, 0, "the integer attention kernel (symmetric q, k, v)")
+    expect_roles(kernel, consts, ["score_lut"])
+    score_lut(kernel, consts["score_lut"], qkv.shape[0])
+    multiplier_attrs(kernel, "score_")
+    multiplier_attrs(kernel, "out_")
+    dtype, quant = out_quant(kernel, ("int8",))
+    return [out(kernel, (qkv.shape[0], h * hd), dtype, quant)]
+
+
+def score_lut(kernel: Kernel, table: np.ndarray, n: int) -> dict:
+    """Check the score LUT (int32 [T], table[0] = 2^F, table[T-1] = 0, N <= 2^(30-F)) -> intlut's lut dict."""
+    expect_const(kernel, {"score_lut": table}, "score_lut", table.shape, ("int32",))
+    t0 = int(table[0]) if table.ndim == 1 and table.size >= 2 else 0
+    if t0 < 1 or t0 & (t0 - 1) or t0 > 1 << 30 or table[-1] != 0 or table.min() < 0:
+        fail(kernel, f"constant {kernel.consts.get('score_lut')!r}: a score LUT is int32 [T >= 2] with "
+                     "table[0] = 2^F, entries >= 0 and table[T-1] = 0 (intlut.make_score_lut)")
+    max_len = 1 << (30 - (t0.bit_length() - 1))
+    if n > max_len:
+        fail(kernel, f"{n} tokens exceed the score LUT's maximum row length {max_len}")
+    return {"table": table, "table_size": int(table.size), "max_len": max_len, "recip_bits": SOFTMAX_RECIP_BITS}
 
 
 def softmax(s: np.ndarray) -> np.ndarray:
@@ -60,11 +98,30 @@ def run_float(kernel: Kernel, inputs: list[np.ndarray], consts: dict[str, np.nda
     return [np.ascontiguousarray(o.transpose(0, 2, 1, 3)).reshape(b, n, h * hd)]
 
 
+def run_int8(kernel: Kernel, inputs: list[np.ndarray], consts: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """[B, N, 3*H*hd] int8 -> [B, N, H*hd] int8; all query rows of one head at a time (same as per row)."""
+    qkv = inputs[0]
+    b, n, _ = qkv.shape
+    a = kernel.attrs
+    h, hd = int(a["heads"]), int(a["head_dim"])
+    lut = score_lut(kernel, consts["score_lut"], n)
+    qkv = qkv.reshape(b, n, 3, h, hd)
+    acc = np.empty((b, n, h, hd), dtype=np.int32 if n * 255 * 128 < 1 << 31 else np.int64)
+    for head in range(h):
+        q, k, v = qkv[:, :, 0, head], qkv[:, :, 1, head], qkv[:, :, 2, head]  # [B, N, hd] each
+        scores = exact_matmul(q, np.ascontiguousarray(k.transpose(0, 2, 1)), hd * 128 * 128)  # [B, N, N]
+        p = softmax_from_scores(scores, a["score_multiplier"], a["score_shift"], lut)  # uint8
+        acc[:, :, head] = exact_matmul(p, v, n * 255 * 128)
+    y = requantize(acc.reshape(b, n, h * hd), a["out_multiplier"], a["out_shift"], a["out_quant"]["zero_point"])
+    return [y]
+
+
 def macs(kernel: Kernel, in_infos: list[TensorInfo], out_infos: list[TensorInfo]) -> int:
     """q k^T and p v: 2 * N * N * H * hd per image."""
     n = in_infos[0].shape[0]
     return 2 * n * n * out_infos[0].shape[1]
 
 
-OP = register_op(OpDef(name="attention", infer=infer, run={"float32": run_float}, inputs=("qkv",),
-                       optional_inputs=("size",), macs=macs, doc=__doc__))
+OP = register_op(OpDef(name="attention", infer=infer, run={"float32": run_float, "int8": run_int8},
+                       inputs=("qkv",), optional_inputs=("size",), optional_consts=("score_lut",), macs=macs,
+                       doc=__doc__))

@@ -5,16 +5,22 @@ Recipes (erfcc), fractional error < 1.2e-7 in float64. The float path (`gelu`) e
 the same formula in float32, in cache-sized blocks: absolute error < 4e-7 and relative
 error < 2e-6 for |GELU(x)| >= 1e-3 against the exact function (torch's own float32 GELU
 is within 1.2e-6). Any shape, float32 -> float32.
+
+Integer kernel (int8 -> int8, any shape; docs/integer-semantics.md "gelu"): y = lut[x + 128] with
+constant `lut` int8 [256] (`intlut.make_gelu_lut`: exact erf GELU of the dequantised input,
+quantized to out_quant with round half up). Attr: out_quant.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from edgevit.lower.ops import OpDef, expect_attrs, expect_dtype, out, register_op
+from edgevit.lower.intlut import gelu_int
+from edgevit.lower.ops import OpDef, expect_attrs, expect_const, expect_dtype, out, register_op
+from edgevit.lower.ops.intcommon import expect_roles, out_quant
 from edgevit.lower.program import Kernel, TensorInfo
 
-DTYPES = ("float32",)
+DTYPES = ("float32", "int8")
 _ERFC = (-1.26551223, 1.00002368, 0.37409196, 0.09678418, -0.18628806, 0.27886807, -1.13520398, 1.48851587,
          -0.82215223, 0.17087277)
 
@@ -74,11 +80,18 @@ def _gelu_block(x: np.ndarray, y: np.ndarray) -> None:
 
 
 def infer(kernel: Kernel, in_infos: list[TensorInfo], consts: dict[str, np.ndarray]) -> list[TensorInfo]:
-    """Any shape float32 -> same shape."""
-    expect_attrs(kernel, [])
+    """Any shape float32 -> same shape; int8 (with lut int8 [256]) -> int8 of out_quant."""
     (x,) = in_infos
     expect_dtype(kernel, x, DTYPES)
-    return [out(kernel, x.shape, x.dtype)]
+    if x.dtype == "float32":
+        expect_attrs(kernel, [])
+        expect_roles(kernel, consts, [], kind="float32")
+        return [out(kernel, x.shape, x.dtype)]
+    expect_attrs(kernel, ["out_quant"])
+    expect_roles(kernel, consts, ["lut"])
+    expect_const(kernel, consts, "lut", (256,), ("int8",))
+    dtype, quant = out_quant(kernel, ("int8",))
+    return [out(kernel, x.shape, dtype, quant)]
 
 
 def run_float(kernel: Kernel, inputs: list[np.ndarray], consts: dict[str, np.ndarray]) -> list[np.ndarray]:
@@ -86,4 +99,10 @@ def run_float(kernel: Kernel, inputs: list[np.ndarray], consts: dict[str, np.nda
     return [gelu(inputs[0])]
 
 
-OP = register_op(OpDef(name="gelu", infer=infer, run={"float32": run_float}, inputs=("x",), doc=__doc__))
+def run_int8(kernel: Kernel, inputs: list[np.ndarray], consts: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """[B, ...] int8 -> [B, ...] int8 by table lookup."""
+    return [gelu_int(inputs[0], consts["lut"])]
+
+
+OP = register_op(OpDef(name="gelu", infer=infer, run={"float32": run_float, "int8": run_int8}, inputs=("x",),
+                       optional_consts=("lut",), doc=__doc__))
