@@ -49,3 +49,13 @@ def synthetic_npz(tmp_path):
     np.savez(path, x_train=rng.integers(0, 256, (200, 28, 28), dtype=np.uint8), y_train=rng.integers(0, 10, 200),
              x_test=rng.integers(0, 256, (50, 28, 28), dtype=np.uint8), y_test=rng.integers(0, 10, 50))
     return path
+
+
+# CI runs hypothesis derandomized so that a run is reproducible from the commit alone.
+import os  # noqa: E402
+
+from hypothesis import settings as _settings  # noqa: E402
+
+_settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    _settings.load_profile("ci")
