@@ -1,0 +1,74 @@
+"""Pipeline strings: parsing, typed options, clear errors; passes never edit their input."""
+
+import numpy as np
+import pytest
+import torch
+
+from edgevit.errors import UserInputError
+from edgevit.model.vit import build_model
+from edgevit.passes import pipeline
+from edgevit.passes.pipeline import Option, PassReport, parse_pipeline, run_pipeline
+
+
+def test_parse_quant_with_typed_options_and_defaults():
+    [(name, opts)] = parse_pipeline(" quant( w = 4 , observer=percentile, percentile=99.9, calib=64 ) ")
+    assert name == "quant"
+    assert opts["w"] == 4 and opts["a"] == 8 and opts["observer"] == "percentile"
+    assert opts["percentile"] == 99.9 and opts["calib"] == 64 and opts["residual"] == "int8"
+    assert parse_pipeline("quant(w=mixed,flash_kb=40)")[0][1]["w"] == "mixed"
+    assert parse_pipeline("quant")[0][1]["w"] == 8
+    assert isinstance(parse_pipeline("quant(flash_kb=40)")[0][1]["flash_kb"], float)
+
+
+@pytest.mark.parametrize("text, needles", [
+    ("quant(w=3)", ["quant: w must be one of 4, 8, mixed (got 3)"]),
+    ("quant(a=4)", ["quant: a must be one of 8 (got 4)"]),
+    ("quant(observer=kl)", ["quant: observer must be one of minmax, percentile, mse (got kl)"]),
+    ("quant(calib=0)", ["quant: calib must be an integer >= 1 (got 0)"]),
+    ("quant(calib=1.5)", ["calib", "got 1.5"]),
+    ("quant(bits=8)", ["quant: unknown option 'bits'", "valid options: w, a, observer"]),
+    ("tome(r=4)", ["unknown pass 'tome'", "known passes: quant"]),
+    ("quant(w=8", ["missing ')'"]),
+    ("quant(w=8 a=8)", ["expected ',' or ')'", "position 10"]),
+    ("quant(w=)", ["expected name=value", "position 6"]),
+    ("quant(w=8)x", ["expected ',' between passes", "position 10"]),
+    ("quant(w=8),", ["a pass name must follow"]),
+    ("quant(w=8;a=8)", ["unexpected character ';' at position 9"]),
+    ("", ["pipeline is empty"]),
+    ("quant(w=8,w=4)", ["option 'w' given twice"]),
+])
+def test_parse_errors_name_the_pass_option_and_position(text, needles):
+    with pytest.raises(UserInputError) as e:
+        parse_pipeline(text)
+    for n in needles:
+        assert n in str(e.value)
+
+
+@pytest.fixture
+def scale_pass(monkeypatch):
+    """A throwaway pass `scale(k=...)` that edits the model it is given in place."""
+
+    def scale(model, calib, eval_data=None, progress=None, k=2.0):
+        with torch.no_grad():
+            model.head.weight.mul_(k)
+        return model, PassReport(name="scale", options={"k": k})
+
+    monkeypatch.setitem(pipeline.PASSES, "scale", pipeline.PassDef("scale", scale, {"k": Option((float,), 2.0)}))
+    return scale
+
+
+def test_quant_must_be_last(scale_pass):
+    assert [n for n, _ in parse_pipeline("scale(k=3),quant(w=8)")] == ["scale", "quant"]
+    with pytest.raises(UserInputError, match="quant must be the last pass"):
+        parse_pipeline("quant(w=8),scale(k=3)")
+
+
+def test_run_pipeline_never_mutates_its_input(scale_pass, tiny_spec):
+    model = build_model(tiny_spec, seed=0)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    out, reports = run_pipeline(model, "scale(k=3),scale(k=0.5)", calib=None)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    assert torch.allclose(out.head.weight, before["head.weight"] * 1.5)
+    assert [r.name for r in reports] == ["scale", "scale"] and all(r.seconds >= 0 for r in reports)
+    assert np.isfinite(reports[0].to_dict()["seconds"])
