@@ -107,7 +107,7 @@ def evaluate_checkpoint(path: Path, data: str, split: str = "test", limit: int |
 def evaluate_passes(model, passes: str, calib: ArrayDataset, ds: ArrayDataset, split: str, compare: bool,
                     calib_size: int | None, say, bar) -> dict:
     """Run a pipeline on `model` and evaluate its Program on `ds` (see evaluate_checkpoint)."""
-    from edgevit.lower.from_quantized import lower
+    from edgevit.lower import lower
     from edgevit.passes.pipeline import parse_pipeline, run_pipeline
 
     steps = parse_pipeline(passes)

@@ -204,7 +204,7 @@ def choose_mixed(model, images: np.ndarray, plan: Plan, flash_kb: float, notes: 
 
     sens = mixed.sensitivities(names, run, ref_logits)
     shapes = {n: tuple(p8.consts[n].shape) for n in names}
-    bytes8 = int8_weight_bytes(QuantizedViT(model8, cfg8))
+    bytes8 = int8_program(QuantizedViT(model8, cfg8)).weight_bytes()
     bits = mixed.choose_bits(sens, mixed.layer_savings(shapes), bytes8, int(flash_kb * mixed.KB))
     notes.append(f"mixed: {len(bits)}/{len(names)} linears at 4 bits for a {flash_kb:g} KB budget "
                  f"(all 8-bit: {bytes8 / mixed.KB:.1f} KB)")
@@ -214,22 +214,17 @@ def choose_mixed(model, images: np.ndarray, plan: Plan, flash_kb: float, notes: 
 # ---------------------------------------------------------------- int8 Program helpers
 
 def int8_program(qmodel: QuantizedViT):
-    """The int8 Program of `qmodel` (edgevit.lower.lower_int8); None while that lowering is unavailable."""
-    try:
-        from edgevit.lower import lower_int8
-    except ImportError:
-        return None
+    """The int8 Program of `qmodel` (`edgevit.lower.lower_int8`, GELU fused)."""
+    from edgevit.lower import lower_int8
+
     return lower_int8(qmodel)
 
 
 def int8_logits(qmodel: QuantizedViT, images: np.ndarray, program=None) -> np.ndarray:
-    """Logits of the int8 Program on uint8 images (reference interpreter); fake-quant model if no lowering."""
-    program = program if program is not None else int8_program(qmodel)
-    if program is None:
-        fp = lower_float(qmodel.model, fuse_gelu=False)
-        return simulate(fp, qmodel.config, images, qmodel.preprocess)
+    """Real-valued logits [N, K] of the int8 Program on uint8 images (reference interpreter)."""
     from edgevit.lower.reference import predict
 
+    program = program if program is not None else int8_program(qmodel)
     return dequantize_output(program, predict(program, images))
 
 
@@ -242,33 +237,15 @@ def dequantize_output(program, logits: np.ndarray) -> np.ndarray:
     return (q * info.quant["scale"]).astype(np.float32)
 
 
-def int8_weight_bytes(qmodel: QuantizedViT, program=None) -> int:
-    """Bytes of the constants of the int8 Program as stored (estimate until the int8 lowering exists)."""
-    program = program if program is not None else int8_program(qmodel)
-    if program is not None:
-        return int(program.weight_bytes())
-    fp = lower_float(qmodel.model, fuse_gelu=False)
-    total = 0
-    for name, v in fp.consts.items():
-        if v.ndim == 2 and name.endswith("weight"):
-            m, k = v.shape
-            total += m * (k if qmodel.config.bits_of(name) == 8 else (k + 1) // 2) + 12 * m
-        else:
-            total += v.size
-    return total
-
-
 def make_report(model, qmodel: QuantizedViT, opts: dict[str, Any], notes: list[str],
                 eval_data: ArrayDataset | None) -> PassReport:
     """PassReport of the quant pass (weight bytes of the fp32 model vs the int8 Program)."""
     fp = lower_float(model)
     program = int8_program(qmodel)
-    if program is None:
-        notes.append("int8 lowering unavailable: bytes estimated, accuracy from the fake-quant model")
     params = count_params(model.spec)
     report = PassReport(name="quant", options=dict(opts), macs_before=fp.macs(), macs_after=fp.macs(),
                         params_before=params, params_after=params, weight_bytes_before=4 * fp.const_params(),
-                        weight_bytes_after=int8_weight_bytes(qmodel, program), notes=notes,
+                        weight_bytes_after=program.weight_bytes(), notes=notes,
                         details={"weight_bits": {n: qmodel.config.bits_of(n) for n, _, _ in
                                                  linear_inputs(qmodel.model)}})
     if eval_data is not None and len(eval_data):
