@@ -60,7 +60,7 @@ def minmax_qmodel(model, float_images: np.ndarray, **kwargs) -> QuantizedViT:
 
 
 def randomise(model, seed: int):
-    """Non-trivial weights everywhere (as tests/lower/test_reference_float.py), in place; eval mode."""
+    """Non-trivial weights everywhere (biases, LayerNorm affine, cls, positions), in place; eval mode."""
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in model.named_parameters():

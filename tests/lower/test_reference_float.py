@@ -23,18 +23,9 @@ from edgevit.model.counts import count_macs
 from edgevit.model.spec import ViTSpec
 from edgevit.model.vit import VisionTransformer, build_model
 from tests.conftest import vit_specs
+from tests.lower.int8_helpers import randomise
 
 ZOO = Path(__file__).resolve().parents[2] / "models" / "fmnist-tiny"
-
-
-def randomise(model: VisionTransformer, seed: int) -> VisionTransformer:
-    """Non-trivial weights everywhere (biases, LayerNorm affine, cls, positions), in place."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            std = 0.3 if name.endswith("weight") and p.dim() > 1 else 0.2
-            p.copy_(torch.randn(p.shape, generator=g) * std + (1.0 if "norm" in name and "weight" in name else 0.0))
-    return model.eval()
 
 
 def assert_close_logits(got: np.ndarray, ref: np.ndarray) -> None:
