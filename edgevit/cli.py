@@ -111,6 +111,55 @@ def export_onnx_cmd(
     Console().print(f"[green]wrote[/] {out}")
 
 
+@app.command("compile")
+def compile_cmd(
+    model: Path = typer.Argument(..., help="Checkpoint: a directory or a .safetensors file."),
+    profile: str = typer.Option(..., "--profile", help="Device profile: a shipped name or a YAML path."),
+    out: Path = typer.Option(..., "--out", help="Artifact directory to create (must not exist)."),
+    passes: Optional[str] = typer.Option(None, "--passes", help='Pipeline before lowering, e.g. "quant(w=8,a=8)".'),
+    data: str = typer.Option("fashion-mnist", "--data", help="Dataset for calibration and test vectors."),
+    data_root: Optional[Path] = typer.Option(None, "--data-root"),
+    vectors: int = typer.Option(50, "--vectors", min=1, help="Test images bundled with the artifact."),
+    schedule: str = typer.Option("fast", "--schedule", help="Kernel schedules: fast or reference."),
+    calib_size: Optional[int] = typer.Option(None, "--calib-size", min=1),
+    force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
+) -> None:
+    """Compile a model for a device: passes, lowering, memory plan, TVM kernels, firmware artifact."""
+    from edgevit.targets.compile import compile_artifact
+
+    summary = compile_artifact(model, profile, out, passes=passes, data=data, data_root=data_root,
+                               vectors=vectors, schedule=schedule, calib_size=calib_size, force=force,
+                               progress=not as_json)
+    if as_json:
+        print(json.dumps(summary))
+        return
+    from edgevit.targets.compile import print_summary
+
+    print_summary(summary, Console())
+
+
+@app.command("run")
+def run_cmd(
+    artifact: Path = typer.Argument(..., help="Artifact directory written by `edgevit compile`."),
+    runner: str = typer.Option("qemu", "--runner", help="qemu (emulated board) or host (this machine's gcc)."),
+    count: Optional[int] = typer.Option(None, "--count", min=1, help="Test vectors to run (default: all bundled)."),
+    sanitize: bool = typer.Option(False, "--sanitize", help="host runner: build with -fsanitize=address,undefined."),
+    timeout: Optional[float] = typer.Option(None, "--timeout", help="Seconds before the run is aborted."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Run an artifact's test vectors on a runner; check outputs against the reference interpreter."""
+    from edgevit.hil.run import print_result, run_artifact
+
+    result = run_artifact(artifact, runner, count=count, sanitize=sanitize, timeout=timeout, progress=not as_json)
+    if as_json:
+        print(json.dumps(result))
+    else:
+        print_result(result, Console())
+    if result.get("matches") != result.get("count"):
+        raise typer.Exit(1)
+
+
 def main() -> None:
     """Console-script entry point: run the app, map EdgevitError to its exit code."""
     _register_subapps()

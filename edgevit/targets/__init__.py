@@ -1,1 +1,1 @@
-"""edgevit.targets (see DESIGN.md)."""
+"""Targets: memory planning, TVM-generated kernels and emitted projects (docs/mcu-backend.md)."""

@@ -1,0 +1,118 @@
+"""The contract between Program ops and their generated C kernels (docs/mcu-backend.md, "Kernels").
+
+A kernel file registers a `KernelDef`: cheap traits the planner reads, and `generate`, which
+builds a TVM PrimFunc (imported lazily) for one kernel and says how the driver calls it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from edgevit.lower.program import Kernel, TensorInfo
+
+SCHEDULES = ("fast", "reference")
+ARG_KINDS = ("tensor", "const", "scratch", "int")
+
+
+def no_scratch(kernel: Kernel, in_infos: list[TensorInfo], out_infos: list[TensorInfo], rows: int | None) -> int:
+    """Scratch function of kernels that need none: 0 bytes."""
+    return 0
+
+
+ScratchFn = Callable[[Kernel, list[TensorInfo], list[TensorInfo], "int | None"], int]
+
+
+@dataclass(frozen=True)
+class KernelTraits:
+    """What the planner needs to know about an op's generated code (no TVM).
+
+    inplace: input indices whose buffer output 0 may take over when that input dies here.
+    alias: output 0 is input 0 reinterpreted (no code, same buffer).
+    row_wise: output row i depends only on row i of every input (rows = first axis), so
+        the kernel may run on chunks of rows.
+    scratch: bytes of arena scratch the code needs for `rows` rows (None = all rows).
+    """
+
+    inplace: tuple[int, ...] = ()
+    alias: bool = False
+    row_wise: bool = False
+    scratch: ScratchFn = no_scratch
+
+
+@dataclass(frozen=True)
+class Arg:
+    """One argument of a kernel call.
+
+    kind "tensor": ref = tensor name (the driver passes its arena address, offset to the
+    chunk's first row for chunked calls); "const": ref = constant role in kernel.consts;
+    "scratch": the kernel's scratch buffer; "int": ref = the integer value itself.
+    ctype: the C type of the parameter, e.g. "int8_t*", "int32_t*", "float*", "int32_t", "int64_t".
+    """
+
+    kind: str
+    ref: Any
+    ctype: str
+
+    def __post_init__(self) -> None:
+        if self.kind not in ARG_KINDS:
+            raise ValueError(f"Arg kind {self.kind!r} is not one of {ARG_KINDS}")
+
+
+@dataclass(frozen=True)
+class KernelRequest:
+    """Everything a generator may depend on: the kernel, its tensors and constants, the rows
+    the code is specialised for (row-wise kernels; None = all rows), the schedule and ISA."""
+
+    kernel: Kernel
+    in_infos: tuple[TensorInfo, ...]
+    out_infos: tuple[TensorInfo, ...]
+    consts: dict[str, np.ndarray] = field(compare=False)
+    rows: int | None = None
+    schedule: str = "fast"
+    isa: tuple[str, ...] = ()
+
+    @property
+    def dtype(self) -> str:
+        """The kernel dtype (its first input's dtype), e.g. "int8", "int16", "float32"."""
+        return self.in_infos[0].dtype
+
+    @property
+    def dsp(self) -> bool:
+        """True when the core has the Arm DSP extension (SMLAD and friends)."""
+        return "dsp" in self.isa
+
+
+@dataclass(frozen=True)
+class KernelCode:
+    """A generated kernel: C function `func`, its TVM PrimFunc, the call's arguments in order,
+    the scratch bytes it uses and the micro-kernel headers (kernels/micro/NAME.h) it needs."""
+
+    func: str
+    prim_func: Any
+    args: tuple[Arg, ...]
+    scratch_bytes: int = 0
+    helpers: tuple[str, ...] = ()
+
+
+GenerateFn = Callable[[KernelRequest], KernelCode]
+
+
+@dataclass(frozen=True)
+class KernelDef:
+    """An op's kernel: traits for planning and a generator; `dtypes` it supports."""
+
+    op: str
+    traits: KernelTraits
+    generate: GenerateFn | None
+    dtypes: tuple[str, ...] = ("float32", "int8")
+
+
+def func_name(op: str, dtype: str, key: Any) -> str:
+    """A C function name unique for everything the code depends on: ev_<op>_<dtype>_<10 hex>."""
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:10]
+    return f"ev_{op}_{dtype}_{digest}"
