@@ -142,7 +142,7 @@ def compile_cmd(
 @app.command("run")
 def run_cmd(
     artifact: Path = typer.Argument(..., help="Artifact directory written by `edgevit compile`."),
-    runner: str = typer.Option("qemu", "--runner", help="qemu (emulated board) or host (this machine's gcc)."),
+    runner: str = typer.Option("qemu", "--runner", help="qemu (emulated board), host (this machine's gcc) or serial (a real board; not implemented yet)."),
     count: Optional[int] = typer.Option(None, "--count", min=1, help="Test vectors to run (default: all bundled)."),
     sanitize: bool = typer.Option(False, "--sanitize", help="host runner: build with -fsanitize=address,undefined."),
     timeout: Optional[float] = typer.Option(None, "--timeout", help="Seconds before the run is aborted."),
