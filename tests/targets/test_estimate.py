@@ -1,0 +1,106 @@
+"""McuTarget: estimate() is the memory plan's numbers against the profile's budgets; build() hands
+the same plan to the emitter."""
+
+from __future__ import annotations
+
+import re
+import sys
+import types
+
+import pytest
+
+from edgevit.errors import UserInputError
+from edgevit.model.spec import ViTSpec
+from edgevit.profiles.profile import load_profile, profile_dir
+from edgevit.targets.base import Costs, get_target
+from edgevit.targets.mcu.target import McuTarget
+from edgevit.targets.planner import MemoryPlan, plan_program
+from tests.targets.test_planner import make_program
+
+
+@pytest.fixture(scope="module")
+def program():
+    spec = ViTSpec.uniform(depth=2, heads=2, head_dim=8, mlp_hidden=64, image_size=8, in_channels=1,
+                           patch_size=2, embed_dim=16, num_classes=4, name="est")
+    return make_program(spec, 3)
+
+
+def small_profile(tmp_path, sram: str, flash: str):
+    """stm32f746-disco with other SRAM / flash sizes (regions dropped)."""
+    text = (profile_dir() / "stm32f746-disco.yaml").read_text()
+    text = re.sub(r"  regions:\n(    - .*\n)+", "", text)
+    text = re.sub(r"sram_bytes: \S+", f"sram_bytes: {sram}", text)
+    text = re.sub(r"flash_bytes: \S+", f"flash_bytes: {flash}", text)
+    path = tmp_path / "small.yaml"
+    path.write_text(text.replace("name: stm32f746-disco", "name: small"))
+    return load_profile(path)
+
+
+def test_estimate_is_the_plan(program) -> None:
+    profile = load_profile("stm32f746-disco")
+    target = get_target(profile)
+    assert isinstance(target, McuTarget)
+    costs = target.estimate(program, profile)
+    plan = plan_program(program, profile)
+    assert isinstance(costs, Costs) and isinstance(costs.plan, MemoryPlan) and costs.plan == plan
+    assert (costs.arena_bytes, costs.lower_bound_bytes, costs.naive_bytes, costs.stack_bytes) == \
+        (plan.arena_bytes, plan.lower_bound_bytes, plan.naive_bytes, plan.stack_bytes)
+    assert (costs.weight_bytes, costs.code_bytes, costs.flash_bytes) == \
+        (plan.weight_bytes, plan.code_bytes, plan.flash_bytes)
+    assert costs.macs == program.macs() > 0
+    assert costs.sram_budget == profile.memory.sram_bytes and costs.flash_budget == profile.memory.flash_bytes
+    assert costs.fits and costs.to_dict()["fits"] is True
+    assert target.plan(program, "stm32f746-disco") == plan  # a profile name works too
+
+
+def test_estimate_against_small_budgets(program, tmp_path) -> None:
+    plan = plan_program(program)
+    need = plan.arena_bytes + plan.stack_bytes
+    tight = small_profile(tmp_path, str(need - 1), "1MiB")
+    costs = McuTarget().estimate(program, tight)
+    assert not costs.fits_sram and costs.fits_flash and not costs.fits
+    exact = small_profile(tmp_path, str(need), str(plan.flash_bytes - 1))
+    costs = McuTarget().estimate(program, exact)
+    assert costs.fits_sram and not costs.fits_flash
+
+
+def test_non_mcu_profile_is_refused(program) -> None:
+    with pytest.raises(UserInputError, match="kind: mcu"):
+        McuTarget().estimate(program, load_profile("rpi4"))
+
+
+def test_build_hands_the_plan_to_the_emitter(program, tmp_path, monkeypatch) -> None:
+    seen = {}
+
+    def emit_artifact(program, profile, plan, outdir, **options):
+        seen.update(program=program, profile=profile, plan=plan, outdir=outdir, options=options)
+        return {"format": "edgevit-artifact"}
+
+    fake = types.ModuleType("edgevit.targets.mcu.emit")
+    fake.emit_artifact = emit_artifact
+    monkeypatch.setitem(sys.modules, "edgevit.targets.mcu.emit", fake)
+    got = McuTarget().build(program, "stm32f746-disco", tmp_path / "out", schedule="reference")
+    assert got == {"format": "edgevit-artifact"}
+    assert seen["plan"] == plan_program(program, load_profile("stm32f746-disco")) and seen["outdir"] == tmp_path / "out"
+    assert seen["options"] == {"schedule": "reference"} and seen["profile"].name == "stm32f746-disco"
+
+
+def test_code_estimate_shares_functions_between_identical_blocks() -> None:
+    from edgevit.targets.codesize import OP_CODE_BYTES, estimate_code_bytes, function_key
+
+    def prog(depth):
+        spec = ViTSpec.uniform(depth=depth, heads=2, head_dim=4, mlp_hidden=16, image_size=8, in_channels=1,
+                               patch_size=2, embed_dim=8, num_classes=3, name="c")
+        return make_program(spec, 0)
+
+    two, three = prog(2), prog(3)
+    plan2, plan3 = plan_program(two), plan_program(three)
+
+    def keys(p):
+        return {function_key(k, [p.tensors[t] for t in k.inputs], [p.tensors[t] for t in k.outputs], None)
+                for k in p.kernels}
+
+    assert keys(two) == keys(three)
+    extra = plan3.code_bytes - plan2.code_bytes  # call sites of one more block, no new function
+    assert 0 < extra < OP_CODE_BYTES["linear", "int"]
+    assert estimate_code_bytes(two, plan2.steps) == plan2.code_bytes
