@@ -76,8 +76,8 @@ class Target(ABC):
         """Costs of `program` on `profile` without generating code."""
 
     @abstractmethod
-    def build(self, program, profile, outdir: Path, **options) -> Path:
-        """Write the artifact for `program` into `outdir` (a fresh directory); return it."""
+    def build(self, program, profile, outdir: Path, **options) -> dict[str, Any]:
+        """Write the artifact for `program` into `outdir` (a fresh directory); return its manifest."""
 
 
 def get_target(profile) -> Target:
