@@ -1,0 +1,93 @@
+"""Write an MCU artifact directory from a Program, a profile and its memory plan.
+
+`emit_artifact(program, profile, plan, outdir, ...)` generates the kernels (TVM, one build),
+the driver and weights (driver.py), the test vectors (vectors.py), the firmware and host
+projects (project.py), then memory.png, report.md and manifest.json (edgevit/report/), and
+writes them all into `outdir`. Every file is produced in memory first, so the manifest can
+hash them and nothing depends on the output path or the time: same inputs, same bytes.
+The caller (`edgevit.targets.compile`) makes the directory appear atomically.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from edgevit.targets.mcu import driver
+from edgevit.targets.mcu.project import project_files
+from edgevit.targets.mcu.vectors import Vectors, random_vectors, vector_files
+
+RANDOM_VECTORS = 8  # vectors of random images when the caller has no dataset
+
+
+def source_files(program, plan, steps: list, definitions: dict[str, str]) -> dict[str, str]:
+    """src/edgevit_model.h, model.c, weights.c and kernels.c for generated `steps`."""
+    return {"src/edgevit_model.h": driver.model_h(program, plan),
+            "src/model.c": driver.model_c(program, plan, steps),
+            "src/weights.c": driver.weights_c(program),
+            "src/kernels.c": driver.kernels_c(program, steps, definitions)}
+
+
+def _tools() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for dist in ("edgevit", "apache-tvm"):
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def artifact_files(program, profile, plan, *, vectors: Vectors | None = None, passes: str | None = None,
+                   schedule: str = "fast", pass_reports: list[dict] | None = None,
+                   progress: Callable[[str], None] | None = None) -> dict[str, str | bytes]:
+    """Every file of the artifact as {relative path: text or bytes}, manifest.json included."""
+    from edgevit.report.manifest import build_manifest, finish_manifest, manifest_json
+    from edgevit.report.plot import memory_png
+    from edgevit.report.render import render_report
+
+    say = progress or (lambda msg: None)
+    driver.io_infos(program)
+    say("generating kernels")
+    steps = driver.request_kernels(program, plan, schedule, tuple(profile.isa))
+    say(f"lowering {len(driver.distinct_codes(steps))} kernel functions to C (TVM)")
+    definitions = driver.lower_kernels(steps)
+    say("writing sources")
+    files: dict[str, str | bytes] = dict(source_files(program, plan, steps, definitions))
+    if vectors is None:
+        say("making test vectors")
+        vectors = random_vectors(program, RANDOM_VECTORS)
+    files.update(vector_files(vectors))
+    files.update(project_files(profile, plan.arena_bytes, plan.stack_bytes, vectors.count))
+    say("manifest and report")
+    manifest = build_manifest(program=program, profile=profile, plan=plan,
+                              kernels=driver.kernel_table(program, plan, steps), vectors=vectors, passes=passes,
+                              schedule=schedule, pass_reports=pass_reports, tools=_tools())
+    files["memory.png"] = memory_png(manifest, list(plan.naive_timeline))
+    files["report.md"] = render_report(manifest)
+    files["manifest.json"] = manifest_json(finish_manifest(manifest, files))
+    return files
+
+
+def write_artifact_files(outdir: Path, files: dict[str, str | bytes]) -> None:
+    """Write {relative path: text or bytes} under `outdir` (text as UTF-8 with "\\n" line ends)."""
+    for rel in sorted(files):
+        path = Path(outdir) / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        content = files[rel]
+        path.write_bytes(content.encode("utf-8") if isinstance(content, str) else content)
+
+
+def emit_artifact(program, profile, plan, outdir: Path, **options) -> dict:
+    """Generate the artifact of `program` for `profile` with memory `plan` into `outdir` (created
+    if missing; existing files are overwritten). Options: vectors (Vectors; default: random images),
+    passes (pipeline text), schedule ("fast" | "reference"), pass_reports, progress(message).
+    Returns the manifest (a dict)."""
+    import json
+
+    files = artifact_files(program, profile, plan, **options)
+    Path(outdir).mkdir(parents=True, exist_ok=True)
+    write_artifact_files(Path(outdir), files)
+    return json.loads(files["manifest.json"])
