@@ -30,6 +30,9 @@ def _register_subapps() -> None:
     from edgevit.profiles.cli import app as profiles_app
 
     app.add_typer(profiles_app, name="profiles")
+    from edgevit.passes.cli import app as passes_app
+
+    app.add_typer(passes_app, name="passes")
 
 
 @app.command()

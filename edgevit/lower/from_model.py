@@ -8,6 +8,10 @@ add_pos, then per block i
     blocks.i.attn.proj -> t{i}.proj, blocks.i.add1 -> t{i}.res1, blocks.i.norm2 -> t{i}.ln2,
     blocks.i.mlp.fc1 (+GELU) -> t{i}.fc1, blocks.i.mlp.fc2 -> t{i}.fc2, blocks.i.add2 -> t{i}.out
 then pool -> pooled [1, D], norm -> normed, head -> head [1, K], reshape -> logits [K].
+A block with merge_r = r > 0 runs blocks.i.merge (token_merge of t{i}.res1 with the keys of
+t{i}.qkv) -> t{i}.merged [N - r, D] and t{i}.size [N - r] right after blocks.i.add1; norm2 and
+add2 then read t{i}.merged, and every later attention kernel takes the latest sizes as its
+`size` input (proportional attention).
 A low-rank linear `x` becomes kernels `x.a` (no bias, output `<tensor>.a`) and `x.b`.
 Constants are named by the model's state_dict keys (e.g. blocks.3.attn.qkv.weight).
 """
@@ -68,15 +72,35 @@ def lower_embed(b: ProgramBuilder, model: VisionTransformer, image: str) -> str:
     return b.add_kernel("add_pos", [t], consts={"pos": pos}, name="pos_embed", outputs=["embed"])[0]
 
 
-def lower_block(b: ProgramBuilder, model: VisionTransformer, i: int, x: str, fuse_gelu: bool = True) -> str:
-    """Block i: x [N, D] -> t{i}.out [N, D] (pre-norm attention and MLP, each with a residual)."""
+def merge_attrs(model: VisionTransformer, i: int) -> dict:
+    """The token_merge kernel attrs of block i (r, heads, head_dim, protect = class token)."""
+    spec = model.spec.blocks[i]
+    return {"r": spec.merge_r, "heads": spec.heads, "head_dim": spec.head_dim, "protect": model.spec.num_prefix}
+
+
+def lower_merge(b: ProgramBuilder, model: VisionTransformer, i: int, x: str, qkv: str,
+                size: str | None) -> tuple[str, str | None]:
+    """Token merging of block i (if merge_r > 0): x [N, D], qkv, sizes -> (t{i}.merged [N-r, D], t{i}.size)."""
+    if not model.spec.blocks[i].merge_r:
+        return x, size
+    ins = [x, qkv] + ([size] if size else [])
+    x, size = b.add_kernel("token_merge", ins, attrs=merge_attrs(model, i), name=f"blocks.{i}.merge",
+                           outputs=[f"t{i}.merged", f"t{i}.size"])
+    return x, size
+
+
+def lower_block(b: ProgramBuilder, model: VisionTransformer, i: int, x: str, fuse_gelu: bool = True,
+                size: str | None = None) -> tuple[str, str | None]:
+    """Block i: x [N, D] (sizes [N] or None) -> (t{i}.out [N - r, D], sizes): attention, merging, MLP."""
     blk, spec, p, t = model.blocks[i], model.spec.blocks[i], f"blocks.{i}", f"t{i}"
     h = lower_layernorm(b, blk.norm1, f"{p}.norm1", x, f"{t}.ln1")
-    h = lower_linear(b, blk.attn.qkv, f"{p}.attn.qkv", h, f"{t}.qkv")
+    qkv = h = lower_linear(b, blk.attn.qkv, f"{p}.attn.qkv", h, f"{t}.qkv")
     attrs = {"heads": spec.heads, "head_dim": spec.head_dim, "scale": float(blk.attn.scale)}
-    h = b.add_kernel("attention", [h], attrs=attrs, name=f"{p}.attn.core", outputs=[f"{t}.attn"])[0]
+    h = b.add_kernel("attention", [h] + ([size] if size else []), attrs=attrs, name=f"{p}.attn.core",
+                     outputs=[f"{t}.attn"])[0]
     h = lower_linear(b, blk.attn.proj, f"{p}.attn.proj", h, f"{t}.proj")
     x = b.add_kernel("add", [x, h], name=f"{p}.add1", outputs=[f"{t}.res1"])[0]
+    x, size = lower_merge(b, model, i, x, qkv, size)
     h = lower_layernorm(b, blk.norm2, f"{p}.norm2", x, f"{t}.ln2")
     if fuse_gelu:
         h = lower_linear(b, blk.mlp.fc1, f"{p}.mlp.fc1", h, f"{t}.fc1", activation="gelu")
@@ -84,7 +108,7 @@ def lower_block(b: ProgramBuilder, model: VisionTransformer, i: int, x: str, fus
         h = lower_linear(b, blk.mlp.fc1, f"{p}.mlp.fc1", h, f"{t}.fc1")
         h = b.add_kernel("gelu", [h], name=f"{p}.mlp.act", outputs=[f"{t}.gelu"])[0]
     h = lower_linear(b, blk.mlp.fc2, f"{p}.mlp.fc2", h, f"{t}.fc2")
-    return b.add_kernel("add", [x, h], name=f"{p}.add2", outputs=[f"{t}.out"])[0]
+    return b.add_kernel("add", [x, h], name=f"{p}.add2", outputs=[f"{t}.out"])[0], size
 
 
 def lower_head(b: ProgramBuilder, model: VisionTransformer, x: str) -> str:
@@ -100,16 +124,14 @@ def lower_float(model: VisionTransformer, fuse_gelu: bool = True) -> Program:
     """A float32 Program computing `model`: input `image` float32 [C, H, W] -> output `logits` float32 [K].
 
     `fuse_gelu` folds each MLP's GELU into its fc1 kernel (else a separate `gelu` kernel).
-    Token merging (merge_r > 0) is not supported (the torch model rejects it too).
+    Blocks with merge_r > 0 get a token_merge kernel (see the module docstring).
     """
     spec = model.spec
-    if any(blk.merge_r for blk in spec.blocks):
-        raise ProgramError(f"{spec.name or 'model'}: merge_r > 0 (token merging) cannot be lowered yet")
     meta = {"spec": spec.to_yaml(), "preprocess": model.preprocess.to_dict(), "lowering": "float"}
     b = ProgramBuilder(spec.name or "vit", meta=meta)
     image = b.add_input("image", (spec.in_channels, spec.image_size, spec.image_size))
-    x = lower_embed(b, model, image)
+    x, size = lower_embed(b, model, image), None
     for i in range(spec.depth):
-        x = lower_block(b, model, i, x, fuse_gelu)
+        x, size = lower_block(b, model, i, x, fuse_gelu, size)
     b.add_output(lower_head(b, model, x))
     return b.build()

@@ -8,7 +8,10 @@ approximates and carries that tensor's config quantization in `TensorInfo.quant`
   that cls_concat is a plain copy (the `patches` config entry is not used);
 - `pooled` (pool "cls") and `logits`: selection / reshape keep their input's quantization
   (config entries `pooled` and `logits` are not used);
-- with `fuse_gelu` (default) fc1 and GELU are one kernel whose output is `t{i}.gelu`.
+- with `fuse_gelu` (default) fc1 and GELU are one kernel whose output is `t{i}.gelu`;
+- token merging (merge_r > 0): `t{i}.merged` keeps the quantization of `t{i}.res1` (a weighted mean
+  of codes), sizes `t{i}.size` are int32, and each later attention kernel gets a `log_size` table
+  (`<attention>.log_size`, log(k) in that layer's score units, k = 1 .. N0 - N + 1).
 Weights: symmetric per output channel, [-127, 127] (8-bit) or [-7, 7] packed two per byte (4-bit).
 Constants are named after the float ones: `<linear>.weight` (int8), `.bias` (int32), `.multiplier`,
 `.shift` (int32), `.act_lut`; LayerNorm `<norm>.gain`/`.bias`; one `softmax.score_lut`.
@@ -23,7 +26,7 @@ import numpy as np
 from torch import nn
 
 from edgevit.errors import UserInputError
-from edgevit.lower.from_model import _np, lower_float
+from edgevit.lower.from_model import _np, lower_float, merge_attrs
 from edgevit.lower.intlut import make_gelu_lut, make_score_lut, score_index_params
 from edgevit.lower.intmath import (make_add_params, make_layernorm_params, qrange, quantize_multiplier,
                                    quantize_multipliers, round_half_up_array)
@@ -33,6 +36,7 @@ from edgevit.model.vit import LowRankLinear, VisionTransformer
 from edgevit.passes.qconfig import QuantConfig, QuantizedViT, TensorQuant
 
 SCORE_LUT = "softmax.score_lut"
+LOG_SIZE_MAX = 1 << 30  # log-size table entries are clamped to this (attention checks no int32 overflow)
 INT32_BIAS_LIMIT = 1 << 30  # |round(b / (s_x s_w))| is kept below this (the weight scale grows if needed)
 
 
@@ -182,8 +186,18 @@ def lower_embed_int(b: ProgramBuilder, cfg: QuantConfig, model: VisionTransforme
                         outputs=["embed"])[0]
 
 
-def lower_attention_int(b: ProgramBuilder, cfg: QuantConfig, attn: nn.Module, prefix: str, x: str, out: str) -> str:
-    """Attention core of int8 symmetric qkv `x` -> int8 `out`, with the shared score LUT."""
+def log_size_table(score_scale: float, max_size: int) -> np.ndarray:
+    """int32 [max_size]: entry k-1 = round_half_up(log(k) / score_scale), clamped to 2^30 (k = 1 .. max_size)."""
+    v = round_half_up_array(np.log(np.arange(1, max_size + 1, dtype=np.float64)) / score_scale)
+    return np.minimum(v, LOG_SIZE_MAX).astype(np.int32)
+
+
+def lower_attention_int(b: ProgramBuilder, cfg: QuantConfig, attn: nn.Module, prefix: str, x: str, out: str,
+                        size: str | None = None, max_size: int = 1) -> str:
+    """Attention core of int8 symmetric qkv `x` -> int8 `out`, with the shared score LUT.
+
+    With `size` (int32 token sizes, each <= max_size) the kernel adds the log-size bias table.
+    """
     qq, yq = tensor_quant(b, x), need_dtype(out, cfg.act(out), ("int8",))
     if qq.zero_point != 0 or qq.dtype != "int8":
         raise UserInputError(f"quant config: tensor {x!r} (q, k, v) must be int8 with zero_point 0 "
@@ -194,19 +208,28 @@ def lower_attention_int(b: ProgramBuilder, cfg: QuantConfig, attn: nn.Module, pr
     om, osh = quantize_multiplier(qq.scale / (255.0 * yq.scale))
     attrs = {"heads": attn.heads, "head_dim": attn.head_dim, "score_multiplier": sm, "score_shift": ss,
              "out_multiplier": om, "out_shift": osh, "out_quant": quant_attr(yq.scale, yq.zero_point, "int8")}
-    return b.add_kernel("attention", [x], attrs=attrs, consts={"score_lut": SCORE_LUT}, name=prefix,
+    consts = {"score_lut": SCORE_LUT}
+    if size is not None:
+        table = log_size_table(qq.scale * qq.scale * float(attn.scale), max_size)
+        consts["log_size"] = b.add_const(f"{prefix}.log_size", table)
+    return b.add_kernel("attention", [x] + ([size] if size else []), attrs=attrs, consts=consts, name=prefix,
                         outputs=[out])[0]
 
 
 def lower_block_int(b: ProgramBuilder, cfg: QuantConfig, model: VisionTransformer, i: int, x: str,
-                    fuse_gelu: bool) -> str:
-    """Block i: x [N, D] -> t{i}.out [N, D], integer kernels named as in lower_float."""
+                    fuse_gelu: bool, size: str | None = None) -> tuple[str, str | None]:
+    """Block i: x [N, D] (int32 sizes or None) -> (t{i}.out [N - r, D], sizes), kernels named as in lower_float."""
     blk, p, t = model.blocks[i], f"blocks.{i}", f"t{i}"
+    n_all, n = model.spec.tokens_per_block()[0], b.tensors[x].shape[0]
     h = lower_layernorm_int(b, cfg, blk.norm1, f"{p}.norm1", x, f"{t}.ln1")
-    h = lower_linear_int(b, cfg, blk.attn.qkv, f"{p}.attn.qkv", h, f"{t}.qkv")
-    h = lower_attention_int(b, cfg, blk.attn, f"{p}.attn.core", h, f"{t}.attn")
+    qkv = h = lower_linear_int(b, cfg, blk.attn.qkv, f"{p}.attn.qkv", h, f"{t}.qkv")
+    h = lower_attention_int(b, cfg, blk.attn, f"{p}.attn.core", h, f"{t}.attn", size, n_all - n + 1)
     h = lower_linear_int(b, cfg, blk.attn.proj, f"{p}.attn.proj", h, f"{t}.proj")
     x = lower_add_int(b, cfg, x, h, f"{p}.add1", f"{t}.res1")
+    if model.spec.blocks[i].merge_r:
+        ins = [x, qkv] + ([size] if size else [])
+        x, size = b.add_kernel("token_merge", ins, attrs=merge_attrs(model, i), name=f"{p}.merge",
+                               outputs=[f"{t}.merged", f"{t}.size"])
     h = lower_layernorm_int(b, cfg, blk.norm2, f"{p}.norm2", x, f"{t}.ln2")
     if fuse_gelu:
         h = lower_linear_int(b, cfg, blk.mlp.fc1, f"{p}.mlp.fc1", h, f"{t}.fc1", gelu_out=f"{t}.gelu")
@@ -217,7 +240,7 @@ def lower_block_int(b: ProgramBuilder, cfg: QuantConfig, model: VisionTransforme
         h = b.add_kernel("gelu", [h], attrs={"out_quant": quant_attr(gq.scale, gq.zero_point, "int8")},
                          consts={"lut": lut}, name=f"{p}.mlp.act", outputs=[f"{t}.gelu"])[0]
     h = lower_linear_int(b, cfg, blk.mlp.fc2, f"{p}.mlp.fc2", h, f"{t}.fc2")
-    return lower_add_int(b, cfg, x, h, f"{p}.add2", f"{t}.out")
+    return lower_add_int(b, cfg, x, h, f"{p}.add2", f"{t}.out"), size
 
 
 def lower_head_int(b: ProgramBuilder, cfg: QuantConfig, model: VisionTransformer, x: str) -> str:
@@ -243,17 +266,15 @@ def lower_int8(qmodel: QuantizedViT, fuse_gelu: bool = True) -> Program:
     """
     model, cfg = qmodel.model, qmodel.config
     spec = model.spec
-    if any(blk.merge_r for blk in spec.blocks):
-        raise ProgramError(f"{spec.name or 'model'}: merge_r > 0 (token merging) cannot be lowered yet")
     iq = need_dtype("image", cfg.act("image"), ("int8",))
     meta = {"spec": spec.to_yaml(), "preprocess": model.preprocess.to_dict(), "lowering": "int8",
             "quant": jsonable(cfg.to_dict()), "input_quant": jsonable(iq.to_dict())}
     b = ProgramBuilder(spec.name or "vit", meta=meta)
     image = b.add_input("image", (spec.in_channels, spec.image_size, spec.image_size), "int8",
                         quant={"scale": float(iq.scale), "zero_point": int(iq.zero_point)})
-    x = lower_embed_int(b, cfg, model, image)
+    x, size = lower_embed_int(b, cfg, model, image), None
     for i in range(spec.depth):
-        x = lower_block_int(b, cfg, model, i, x, fuse_gelu)
+        x, size = lower_block_int(b, cfg, model, i, x, fuse_gelu, size)
     logits = lower_head_int(b, cfg, model, x)
     b.add_output(logits)
     b.meta["output_quant"] = jsonable(tensor_quant(b, logits).to_dict())

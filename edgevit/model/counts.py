@@ -2,9 +2,13 @@
 
 MACs are per image and count the GEMM-like work only: patch embedding, every
 linear (dense or low-rank), the two attention products (q k^T and attn v: 2 N^2 A
-per block, A = heads * head_dim) and the head. LayerNorm, softmax, GELU and adds
-are elementwise and not counted (as in the literature's FLOP tables).
-Block i runs on the tokens entering it (merging after block i shrinks block i+1).
+per block, A = heads * head_dim), token merging's similarity matrix and the head.
+LayerNorm, softmax, GELU and adds are elementwise and not counted (as in the
+literature's FLOP tables).
+Block i's attention runs on the N tokens entering it; a block with merge_r = r > 0
+then merges r tokens (ToMe, after the attention residual), so its MLP and every later
+block see N - r. Merging costs (ceil(N/2) - prefix) * floor(N/2) * head_dim MACs: the cosine
+similarities of the A tokens that may merge with every B token (`merge_macs`).
 """
 
 from __future__ import annotations
@@ -30,16 +34,27 @@ def linear_counts(tokens: int, fan_in: int, fan_out: int, rank: int | None) -> t
     return tokens * rank * (fan_in + fan_out), rank * (fan_in + fan_out) + fan_out
 
 
-def block_counts(block: BlockSpec, dim: int, tokens: int) -> tuple[int, int]:
-    """(MACs, params) of one transformer block of width `dim` over `tokens` tokens."""
-    a = block.attn_dim
+def merge_macs(tokens: int, head_dim: int, prefix: int, r: int) -> int:
+    """MACs of merging r > 0 of `tokens` tokens: (ceil(N/2) - prefix) * floor(N/2) * head_dim (0 if r == 0)."""
+    if not r:
+        return 0
+    return ((tokens + 1) // 2 - prefix) * (tokens // 2) * head_dim
+
+
+def block_counts(block: BlockSpec, dim: int, tokens: int, prefix: int = 0) -> tuple[int, int]:
+    """(MACs, params) of one block of width `dim` entered by `tokens` tokens (`prefix` protected ones).
+
+    Attention runs on `tokens` rows, the MLP on `tokens - block.merge_r`.
+    """
+    a, after = block.attn_dim, tokens - block.merge_r
     parts = [
         linear_counts(tokens, dim, 3 * a, block.rank("qkv")),
         linear_counts(tokens, a, dim, block.rank("proj")),
-        linear_counts(tokens, dim, block.mlp_hidden, block.rank("fc1")),
-        linear_counts(tokens, block.mlp_hidden, dim, block.rank("fc2")),
+        linear_counts(after, dim, block.mlp_hidden, block.rank("fc1")),
+        linear_counts(after, block.mlp_hidden, dim, block.rank("fc2")),
     ]
     macs = sum(m for m, _ in parts) + 2 * tokens * tokens * a
+    macs += merge_macs(tokens, block.head_dim, prefix, block.merge_r)
     params = sum(p for _, p in parts) + 4 * dim  # two LayerNorms
     return macs, params
 
@@ -51,7 +66,7 @@ def count_parts(spec: ViTSpec) -> list[PartCounts]:
     embed_params = c * p * p * d + d + n_tokens * d + (d if spec.pool == "cls" else 0)
     parts = [PartCounts("embed", spec.num_patches * c * p * p * d, embed_params)]
     for i, (blk, n) in enumerate(zip(spec.blocks, spec.tokens_per_block())):
-        macs, params = block_counts(blk, d, n)
+        macs, params = block_counts(blk, d, n, spec.num_prefix)
         parts.append(PartCounts(f"block{i}", macs, params))
     parts.append(PartCounts("head", d * spec.num_classes, 2 * d + d * spec.num_classes + spec.num_classes))
     return parts

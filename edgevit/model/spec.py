@@ -1,7 +1,7 @@
 """ViTSpec: the one declarative description of a vision transformer's architecture.
 
 A spec is per-block: every block has its own heads, head dim, MLP width, optional
-low-rank ranks and `merge_r` (tokens merged after it). NAS emits specs, passes edit
+low-rank ranks and `merge_r` (tokens merged by it, after its attention: token merging). NAS emits specs, passes edit
 them, lowering and code generation read them. YAML round-trips exactly:
 `ViTSpec.from_yaml(s.to_yaml()) == s`, and a canonical YAML text survives
 `from_yaml` -> `to_yaml` unchanged.
@@ -31,7 +31,8 @@ class BlockSpec:
     """One transformer block: attention with `heads` x `head_dim`, an MLP of `mlp_hidden`.
 
     `ranks` maps a linear name (qkv, proj, fc1, fc2) to the rank of its low-rank
-    factorisation (absent: dense). `merge_r` tokens are merged after the block.
+    factorisation (absent: dense). `merge_r` tokens are merged inside the block, after its
+    attention residual and before its MLP (ToMe): the MLP and every later block see r fewer.
     """
 
     heads: int
@@ -106,7 +107,10 @@ class ViTSpec:
         return 1 if self.pool == "cls" else 0
 
     def tokens_per_block(self) -> list[int]:
-        """Tokens entering each block, then the count after the last block (len depth+1)."""
+        """Tokens entering each block, then the count after the last block (len depth+1).
+
+        Block i's attention runs on counts[i] tokens, its MLP on counts[i+1] (= counts[i] - merge_r).
+        """
         n = self.num_patches + self.num_prefix
         counts = [n]
         for b in self.blocks:

@@ -14,13 +14,14 @@ Each tensor gets a role from the kernel that produces it, and the role decides t
 | gelu     | GELU outputs (>= -0.17)                   | int8 asymmetric, lower end = observed min,  |
 |          |                                           | upper end by MSE search                     |
 | copy     | outputs of cls_concat's input, pool(cls), | the same TensorQuant as the tensor they are |
-|          | reshape                                   | copied from / into (no requantization)      |
+|          | reshape, token_merge (merged tokens)      | copied from / into (no requantization)      |
 | logits   | the classifier output (head)              | int8 asymmetric, observed range + 5% each   |
 |          |                                           | side: never clipped, a saturated top logit  |
 |          |                                           | would tie with others in the argmax         |
 | act      | everything else (LayerNorm, linears, ...) | int8 asymmetric (observer)                  |
 
 The softmax probabilities live inside the attention kernel (fixed scale 1/255): nothing to choose.
+Token sizes (token_merge's second output) are exact integers (int32 in the int8 Program): no entry.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def tensor_roles(program: Program) -> dict[str, str]:
             roles[o] = "qkv"
         elif k.op == "gelu":
             roles[o] = "gelu"
-        elif k.op == "reshape" or (k.op == "pool" and k.attrs.get("mode") == "cls"):
+        elif k.op in ("reshape", "token_merge") or (k.op == "pool" and k.attrs.get("mode") == "cls"):
             roles[o] = f"copy:{k.inputs[0]}"
         else:
             roles[o] = "act"

@@ -128,6 +128,8 @@ def _attention_quant_softmax(kernel, inputs, consts):
     h, hd = int(kernel.attrs["heads"]), int(kernel.attrs["head_dim"])
     q, k, v = qkv.reshape(b, n, 3, h, hd).transpose(2, 0, 3, 1, 4)
     s = (q @ k.transpose(0, 1, 3, 2)) * np.float32(kernel.attrs["scale"])
+    if len(inputs) > 1:  # token sizes: proportional attention
+        s += np.log(inputs[1].astype(np.float32))[:, None, None, :]
     s = np.exp(s - s.max(axis=-1, keepdims=True))
     p = np.minimum(np.floor(s * (255.0 / s.sum(axis=-1, keepdims=True)) + 0.5), 255.0) / np.float32(255.0)
     o = p.astype(np.float32) @ v

@@ -10,10 +10,17 @@ Grammar of a pipeline string (whitespace ignored between tokens):
 
     pipeline := pass ("," pass)*
     pass     := NAME [ "(" [ opt ("," opt)* ] ")" ]
-    opt      := NAME "=" VALUE            VALUE: an int, a float or a bare word (mixed, minmax)
+    opt      := NAME "=" VALUE            VALUE: an int, a float, a bare word (mixed, minmax)
+                                          or a list "[" VALUE ("," VALUE)* "]" (e.g. r=[8,4,2,0])
+
+A pipeline may also be YAML (a `.yaml`/`.yml` file path, or YAML text): a list, or a mapping
+with a `passes:` list, whose items are a pass name, a pipeline string like `tome(r=4)`, or a
+one-key mapping `name: {option: value, ...}` (`parse_pipeline_yaml`).
 
 The quantization pass must come last (nothing runs on a QuantizedViT). Every mistake is a
 `UserInputError` naming the pass and the option, with what would have been valid.
+`run_pipeline(..., profile=P)` also fills each report's peak-memory figures from the MCU
+target's estimate (the planned arena) when that backend is available.
 """
 
 from __future__ import annotations
@@ -21,10 +28,13 @@ from __future__ import annotations
 import copy
 import re
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from edgevit.errors import UserInputError
+import yaml
+
+from edgevit.errors import EdgevitError, UserInputError
 
 QUANT_PASSES = ("quant",)
 
@@ -42,15 +52,26 @@ class Option:
 
     def parse(self, pass_name: str, name: str, text: str) -> Any:
         """The typed value of `text`; UserInputError naming the pass and option if it does not fit."""
-        value = _convert(text, self.kind)
+        if text.startswith("[") and list in self.kind:
+            items = [t.strip() for t in text[1:-1].split(",")] if text[1:-1].strip() else []
+            scalar = replace(self, kind=tuple(k for k in self.kind if k is not list))
+            return self.check(pass_name, name, [scalar.parse(pass_name, name, t) for t in items], text)
+        value = _convert(text, tuple(k for k in self.kind if k is not list))
         if value is None:
             raise UserInputError(f"{pass_name}: {name} must be {self.describe()} (got {text})")
         return self.check(pass_name, name, value, text)
 
     def check(self, pass_name: str, name: str, value: Any, text: str | None = None) -> Any:
-        """`value` if allowed (choices, words, minimum); else UserInputError naming the pass and option."""
+        """`value` if allowed (choices, words, minimum; list items alike); else UserInputError naming the option."""
         if value is None and self.default is None:
             return value
+        if isinstance(value, (list, tuple)):
+            if list not in self.kind or not value:
+                raise UserInputError(f"{pass_name}: {name} must be {self.describe()} (got {text or value})")
+            scalar = replace(self, kind=tuple(k for k in self.kind if k is not list))
+            return [scalar.check(pass_name, name, v, text) for v in value]
+        if float in self.kind and int not in self.kind and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
         if self.choices is not None:
             ok = value in self.choices
         elif isinstance(value, str):
@@ -66,11 +87,13 @@ class Option:
     def describe(self) -> str:
         """What a valid value looks like, for messages."""
         if self.choices is not None:
-            return "one of " + ", ".join(str(c) for c in self.choices)
-        kinds = " or ".join({int: "an integer", float: "a number", str: "a word"}[k] for k in self.kind
-                            if not (k is str and self.words))
-        text = kinds + (f" >= {self.minimum:g}" if self.minimum is not None else "")
-        return text + (" or " + " or ".join(self.words) if self.words else "")
+            text = "one of " + ", ".join(str(c) for c in self.choices)
+        else:
+            kinds = " or ".join({int: "an integer", float: "a number", str: "a word"}[k] for k in self.kind
+                                if k is not list and not (k is str and self.words))
+            text = kinds + (f" >= {self.minimum:g}" if kinds and self.minimum is not None else "")
+            text = " or ".join(t for t in (text, " or ".join(self.words or ())) if t)
+        return text + (" (or a comma-separated list of them in [ ])" if list in self.kind else "")
 
 
 def _convert(text: str, kinds: tuple[type, ...]) -> Any:
@@ -110,6 +133,9 @@ class PassReport:
     seconds: float = 0.0
     top1_before: float | None = None
     top1_after: float | None = None
+    peak_bytes_before: int | None = None  # planned arena on `profile` (MCU target estimate), when given
+    peak_bytes_after: int | None = None
+    profile: str | None = None
     notes: list[str] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
 
@@ -131,12 +157,15 @@ def register_pass(name: str, fn: Callable[..., Any], options: dict[str, Option],
 
 def known_passes() -> dict[str, PassDef]:
     """All registered passes (importing the built-in ones first)."""
+    import edgevit.passes.lowrank  # noqa: F401  (registers `lowrank`)
+    import edgevit.passes.prune  # noqa: F401  (registers `prune`)
     import edgevit.passes.quantize  # noqa: F401  (registers `quant`)
+    import edgevit.passes.token_merge  # noqa: F401  (registers `tome`)
 
     return PASSES
 
 
-_TOKEN = re.compile(r"\s*(?:(?P<name>[A-Za-z_]\w*)|(?P<value>[+-]?[\w.+-]+)|(?P<punct>[(),=]))")
+_TOKEN = re.compile(r"\s*(?:(?P<name>[A-Za-z_]\w*)|(?P<value>[+-]?[\w.+-]+|\[[^\[\]()=]*\])|(?P<punct>[(),=]))")
 
 
 def _tokens(text: str) -> list[tuple[str, str, int]]:
@@ -156,7 +185,19 @@ def _tokens(text: str) -> list[tuple[str, str, int]]:
 
 
 def parse_pipeline(text: str) -> list[tuple[str, dict[str, Any]]]:
-    """`"quant(w=8,a=8)"` -> [("quant", {"w": 8, "a": 8, ...defaults})]; UserInputError on any mistake."""
+    """`"quant(w=8,a=8)"` -> [("quant", {"w": 8, "a": 8, ...defaults})]; UserInputError on any mistake.
+
+    A `.yaml`/`.yml` path or YAML text (several lines, or starting with `-` or `passes:`) is read
+    by `parse_pipeline_yaml`.
+    """
+    stripped = text.strip()
+    if stripped.endswith((".yaml", ".yml")):
+        path = Path(stripped)
+        if not path.is_file():
+            raise UserInputError(f"pipeline file {path} not found")
+        return parse_pipeline_yaml(path.read_text(), str(path))
+    if "\n" in stripped or stripped.startswith(("-", "passes:")):
+        return parse_pipeline_yaml(text)
     toks = _tokens(text)
     if not toks:
         raise UserInputError("pipeline is empty; e.g. --passes \"quant(w=8,a=8)\"")
@@ -168,11 +209,67 @@ def parse_pipeline(text: str) -> list[tuple[str, dict[str, Any]]]:
             i += 1
             if i == len(toks):
                 raise UserInputError(f"pipeline {text!r}: a pass name must follow the ',' at position {toks[-1][2]}")
+    check_order(passes, repr(text))
+    return passes
+
+
+def check_order(passes: list[tuple[str, dict[str, Any]]], where: str) -> None:
+    """UserInputError unless a quantization pass, if any, is the last one."""
     for n, (name, _) in enumerate(passes):
         if name in QUANT_PASSES and n != len(passes) - 1:
-            raise UserInputError(f"pipeline {text!r}: {name} must be the last pass "
+            raise UserInputError(f"pipeline {where}: {name} must be the last pass "
                                  f"(it returns an integer model no other pass can edit)")
+
+
+def parse_pipeline_yaml(text: str, source: str = "YAML pipeline") -> list[tuple[str, dict[str, Any]]]:
+    """A YAML pipeline (see the module docstring) -> [(name, options with defaults)]; UserInputError on mistakes."""
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise UserInputError(f"{source}: not valid YAML: {e}") from None
+    if isinstance(doc, dict) and set(doc) == {"passes"}:
+        doc = doc["passes"]
+    if not isinstance(doc, list) or not doc:
+        raise UserInputError(f"{source}: expected a non-empty list of passes (or `passes:` with one), "
+                             "e.g. [{tome: {r: 4}}, quant]")
+    passes: list[tuple[str, dict[str, Any]]] = []
+    for i, item in enumerate(doc):
+        if isinstance(item, str):
+            passes.extend(_single(item, f"{source}: passes[{i}]"))
+        elif isinstance(item, dict) and len(item) == 1:
+            (name, raw), = item.items()
+            passes.append((str(name), _yaml_options(str(name), raw, f"{source}: passes[{i}]")))
+        else:
+            raise UserInputError(f"{source}: passes[{i}] must be a pass name or a one-key mapping "
+                                 f"`name: {{option: value}}` (got {item!r})")
+    check_order(passes, source)
     return passes
+
+
+def _single(text: str, where: str) -> list[tuple[str, dict[str, Any]]]:
+    if "\n" in text or text.strip().startswith("-") or text.strip().endswith((".yaml", ".yml")):
+        raise UserInputError(f"{where}: expected a pass like tome(r=4) (got {text!r})")
+    return parse_pipeline(text)
+
+
+def _yaml_options(name: str, raw: Any, where: str) -> dict[str, Any]:
+    """Typed, checked options of pass `name` from a YAML mapping (None: all defaults)."""
+    registry = known_passes()
+    if name not in registry:
+        raise UserInputError(f"{where}: unknown pass {name!r}; known passes: {', '.join(sorted(registry))}")
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise UserInputError(f"{where}: options of {name} must be a mapping like {{option: value}} (got {raw!r})")
+    pdef = registry[name]
+    opts = {k: o.default for k, o in pdef.options.items()}
+    for key, value in raw.items():
+        if key not in pdef.options:
+            raise UserInputError(f"{name}: unknown option {key!r}; valid options: {', '.join(pdef.options)}")
+        if isinstance(value, bool) or not isinstance(value, (int, float, str, list)):
+            raise UserInputError(f"{name}: {key} must be {pdef.options[key].describe()} (got {value!r})")
+        opts[key] = pdef.options[key].check(name, key, value)
+    return opts
 
 
 def _parse_pass(text: str, toks, i: int, passes: list) -> tuple[str, int]:
@@ -217,14 +314,18 @@ def _expect(text: str, toks, i: int, want: str, what: str) -> None:
 
 
 def run_pipeline(model: Any, passes: str | Sequence[tuple[str, dict[str, Any]]], calib: Any,
-                 eval_data: Any = None, progress: Callable[[str], None] | None = None) -> tuple[Any, list[PassReport]]:
+                 eval_data: Any = None, progress: Callable[[str], None] | None = None,
+                 profile: Any = None) -> tuple[Any, list[PassReport]]:
     """Run the passes of a pipeline string (or parsed list) in order on a deep copy of `model`.
 
     `calib` is the calibration dataset (an ArrayDataset, training split); `eval_data` (optional)
-    makes each report carry top-1 before and after. Returns (model or QuantizedViT, reports).
+    makes each report carry top-1 before and after; `profile` (a Profile or its name) adds the
+    planned peak memory before and after each pass. Returns (model or QuantizedViT, reports).
     """
     steps = parse_pipeline(passes) if isinstance(passes, str) else list(passes)
+    check_order(steps, "given as a list")
     registry, reports, current = known_passes(), [], model
+    peak = PeakMemory(profile) if profile is not None else None
     for name, opts in steps:
         say = None if progress is None else (lambda msg, name=name: progress(f"{name}: {msg}"))
         if say is not None:
@@ -233,5 +334,60 @@ def run_pipeline(model: Any, passes: str | Sequence[tuple[str, dict[str, Any]]],
         current, report = registry[name].fn(copy.deepcopy(current), calib, eval_data=eval_data, progress=say,
                                             **opts)
         report.seconds = round(time.perf_counter() - t0, 3)
+        if peak is not None:
+            peak.fill(report, before=reports[-1].peak_bytes_after if reports else peak.of(model), after=current)
         reports.append(report)
     return current, reports
+
+
+class PeakMemory:
+    """Planned peak memory (the MCU target's arena estimate) of models on one profile, if that backend imports."""
+
+    def __init__(self, profile: Any) -> None:
+        from edgevit.profiles.profile import load_profile
+
+        self.profile = load_profile(profile) if isinstance(profile, (str, Path)) else profile
+        self.reason: str | None = None
+        try:
+            from edgevit.targets.mcu.target import McuTarget
+            self.target = McuTarget()
+        except ImportError as e:
+            self.target, self.reason = None, f"no MCU target to estimate peak memory ({e})"
+
+    def of(self, model: Any) -> int | None:
+        """Arena bytes of `model`'s Program (float or int8) on the profile; None if it cannot be estimated."""
+        if self.target is None:
+            return None
+        from edgevit.lower import lower
+
+        try:
+            return int(self.target.estimate(lower(model), self.profile).arena_bytes)
+        except (EdgevitError, NotImplementedError) as e:
+            self.reason = f"peak memory not estimated: {e}"
+            return None
+
+    def fill(self, report: PassReport, before: int | None, after: Any) -> None:
+        """Set the report's profile and peak bytes before / after (a note says why when missing)."""
+        report.profile = getattr(self.profile, "name", str(self.profile))
+        report.peak_bytes_before, report.peak_bytes_after = before, self.of(after)
+        if report.peak_bytes_after is None and self.reason:
+            report.notes.append(self.reason)
+
+
+def structural_report(name: str, options: dict[str, Any], before: Any, after: Any, eval_data: Any = None,
+                      notes: list[str] | None = None, details: dict[str, Any] | None = None) -> PassReport:
+    """PassReport of a float-to-float pass: analytic MACs / params of both specs, fp32 weight bytes and,
+    with `eval_data`, top-1 of both models (torch)."""
+    from edgevit.model.counts import count_macs, count_params
+
+    pb, pa = count_params(before.spec), count_params(after.spec)
+    report = PassReport(name=name, options=dict(options), macs_before=count_macs(before.spec),
+                        macs_after=count_macs(after.spec), params_before=pb, params_after=pa,
+                        weight_bytes_before=4 * pb, weight_bytes_after=4 * pa, notes=list(notes or []),
+                        details=dict(details or {}))
+    if eval_data is not None and len(eval_data):
+        from edgevit.model.evaluate import accuracy
+
+        report.top1_before = round(accuracy(before, eval_data), 6)
+        report.top1_after = round(accuracy(after, eval_data), 6)
+    return report

@@ -83,14 +83,12 @@ def test_builder_rejects_use_before_def_and_redefinition() -> None:
         b.add_const("c64", np.zeros(2))
 
 
-def test_unknown_and_reserved_ops() -> None:
+def test_unknown_ops() -> None:
     b = ProgramBuilder("p")
     b.add_input("x", (2, 2))
-    with pytest.raises(ProgramError, match=r"kernel 'm': op 'token_merge' is reserved"):
-        b.add_kernel("token_merge", ["x"], name="m")
     with pytest.raises(ProgramError, match="unknown op 'conv'"):
         b.add_kernel("conv", ["x"], name="c")
-    assert "token_merge" not in OPS
+    assert "token_merge" in OPS and "conv" not in OPS
 
 
 # ---- Program.validate ----------------------------------------------------------------------
@@ -174,8 +172,23 @@ BAD = [  # op, input infos, consts, attrs, message fragment (after the kernel na
     ("attention", [ti("qkv", (5, 18))], {}, {"heads": 0, "head_dim": 3, "scale": 0.5},
      "attr 'heads' must be an integer >= 1"),
     ("attention", [ti("qkv", (5, 18))], {}, {"head": 2, "head_dim": 3, "scale": 0.5}, r"unknown attr\(s\) \['head'\]"),
-    ("attention", [ti("qkv", (5, 18)), ti("size", (5,))], {}, {"heads": 2, "head_dim": 3, "scale": 0.5},
-     "the optional `size` input \\('size'\\) is not supported yet"),
+    ("attention", [ti("qkv", (5, 18)), ti("size", (4,))], {}, {"heads": 2, "head_dim": 3, "scale": 0.5},
+     r"input 'size' has shape \[4\]; expected \[5\] \(one size per token\)"),
+    ("attention", [ti("qkv", (5, 18)), ti("size", (5,), "int32")], {}, {"heads": 2, "head_dim": 3, "scale": 0.5},
+     "input \\(size\\) 'size' has dtype int32"),
+    ("token_merge", [ti("x", (5, 8)), ti("qkv", (5, 18))], {}, {"r": 3, "heads": 2, "head_dim": 3, "protect": 1},
+     r"r = 3 exceeds \(N - protect\) // 2 = 2 for N = 5 tokens"),
+    ("token_merge", [ti("x", (5, 8)), ti("qkv", (5, 12))], {}, {"r": 1, "heads": 2, "head_dim": 3, "protect": 0},
+     r"input 'qkv' has shape \[5, 12\]; expected \[5, 18\]"),
+    ("token_merge", [ti("x", (5, 8)), ti("qkv", (5, 18))], {}, {"r": 0, "heads": 2, "head_dim": 3, "protect": 0},
+     "attr 'r' must be an integer >= 1"),
+    ("token_merge", [ti("x", (5, 8)), ti("qkv", (5, 18))], {}, {"r": 1, "heads": 2, "head_dim": 3, "protect": 2},
+     "attr 'protect' must be 0 or 1"),
+    ("token_merge", [ti("x", (5, 8), "int8"), ti("qkv", (5, 18))], {}, {"r": 1, "heads": 2, "head_dim": 3,
+                                                                         "protect": 0},
+     r"input \(qkv\) 'qkv' has dtype float32; this op supports \['int8'\]"),
+    ("token_merge", [ti("x", (5, 8)), ti("qkv", (5, 18)), ti("s", (5,), "int32")], {},
+     {"r": 1, "heads": 2, "head_dim": 3, "protect": 0}, r"input \(size\) 's' has dtype int32"),
     ("gelu", [ti("x", (4, 8), "int32")], {}, {}, "input 'x' has dtype int32"),
     ("add", [ti("a", (4, 8)), ti("b", (4, 7))], {}, {},
      r"inputs 'a' \[4, 8\] float32 and 'b' \[4, 7\] float32 must have the same shape"),
@@ -188,7 +201,8 @@ BAD = [  # op, input infos, consts, attrs, message fragment (after the kernel na
 
 @pytest.mark.parametrize("op, infos, consts, attrs, message", BAD, ids=[f"{b[0]}-{i}" for i, b in enumerate(BAD)])
 def test_op_validation_rejects(op, infos, consts, attrs, message) -> None:
-    k = Kernel(op=op, name="bad_kernel", inputs=tuple(i.name for i in infos), outputs=("out",),
+    outs = ("out",) if OPS[op].num_outputs == 1 else tuple(f"out{i}" for i in range(OPS[op].num_outputs))
+    k = Kernel(op=op, name="bad_kernel", inputs=tuple(i.name for i in infos), outputs=outs,
                consts={r: f"c_{r}" for r in consts}, attrs=attrs)
     with pytest.raises(ProgramError, match=rf"kernel 'bad_kernel' \({op}\): {message}"):
         get_op(op).validate(k, infos, consts)

@@ -27,7 +27,7 @@ def test_parse_quant_with_typed_options_and_defaults():
     ("quant(calib=0)", ["quant: calib must be an integer >= 1 (got 0)"]),
     ("quant(calib=1.5)", ["calib", "got 1.5"]),
     ("quant(bits=8)", ["quant: unknown option 'bits'", "valid options: w, a, observer"]),
-    ("tome(r=4)", ["unknown pass 'tome'", "known passes: quant"]),
+    ("merge(r=4)", ["unknown pass 'merge'", "known passes: lowrank, prune, quant, tome"]),
     ("quant(w=8", ["missing ')'"]),
     ("quant(w=8 a=8)", ["expected ',' or ')'", "position 10"]),
     ("quant(w=)", ["expected name=value", "position 6"]),
@@ -72,3 +72,65 @@ def test_run_pipeline_never_mutates_its_input(scale_pass, tiny_spec):
     assert torch.allclose(out.head.weight, before["head.weight"] * 1.5)
     assert [r.name for r in reports] == ["scale", "scale"] and all(r.seconds >= 0 for r in reports)
     assert np.isfinite(reports[0].to_dict()["seconds"])
+
+
+# ---- lists, YAML pipelines, order, peak memory ------------------------------------------------------
+def test_list_values_and_yaml_pipelines(tmp_path):
+    text = "tome(r=[4, 2,0]),prune(heads=0.25,mlp=0.3),lowrank(ratio=0.5),quant(w=8,a=8)"
+    parsed = parse_pipeline(text)
+    assert [n for n, _ in parsed] == ["tome", "prune", "lowrank", "quant"]
+    assert parsed[0][1]["r"] == [4, 2, 0] and parsed[1][1]["heads"] == 0.25 and parsed[1][1]["importance"] == "taylor"
+    yaml_text = ("passes:\n  - tome: {r: [4, 2, 0]}\n  - prune:\n      heads: 0.25\n      mlp: 0.3\n"
+                 "  - lowrank(ratio=0.5)\n  - quant: {w: 8, a: 8}\n")
+    assert parse_pipeline(yaml_text) == parsed
+    path = tmp_path / "p.yaml"
+    path.write_text("- tome: {r: [4, 2, 0]}\n- prune: {heads: 0.25, mlp: 0.3}\n- lowrank: {ratio: 0.5}\n- quant\n")
+    assert parse_pipeline(str(path)) == parsed
+    assert parse_pipeline("- prune: {heads: 0}")[0][1]["heads"] == 0.0  # ints become floats for float options
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("- quant\n- tome: {r: 2}", "quant must be the last pass"),
+    ("- tome: {r: -2}", "tome: r must be an integer >= 0"),
+    ("- tome: {rr: 2}", "tome: unknown option 'rr'; valid options: r, schedule"),
+    ("- tome: 4", "options of tome must be a mapping"),
+    ("- zap", "unknown pass 'zap'"),
+    ("- {tome: {r: 2}, prune: null}", "must be a pass name or a one-key mapping"),
+    ("passes: 3", "expected a non-empty list of passes"),
+    ("- tome: {r: [1, 2]", "not valid YAML"),
+    ("missing.yaml", "pipeline file missing.yaml not found"),
+    ("- prune: {heads: true}", "prune: heads must be a number"),
+])
+def test_yaml_errors(text, needle):
+    with pytest.raises(UserInputError, match=needle.replace("(", r"\(").replace("[", r"\[")):
+        parse_pipeline(text)
+
+
+def test_lists_are_checked_for_order_too(tiny_spec):
+    with pytest.raises(UserInputError, match="quant must be the last pass"):
+        run_pipeline(build_model(tiny_spec, seed=0), [("quant", {}), ("tome", {"r": 1, "schedule": "constant"})],
+                     calib=None)
+
+
+def test_peak_memory_comes_from_the_mcu_target_when_it_exists(tiny_spec, monkeypatch):
+    import sys
+    import types
+
+    model = build_model(tiny_spec, seed=0)
+    out, [report] = run_pipeline(model, "tome(r=2)", calib=None, profile="stm32f746-disco")
+    assert report.profile == "stm32f746-disco"
+    # a figure from the MCU backend, or (backend / kernel not there yet) None and a note saying why
+    assert (report.peak_bytes_after is None) == any("peak memory" in n for n in report.notes)
+
+    class FakeTarget:
+        def estimate(self, program, profile):
+            return types.SimpleNamespace(arena_bytes=sum(program.tensors[t].nbytes for t in program.tensors))
+
+    fake = types.ModuleType("edgevit.targets.mcu.target")
+    fake.McuTarget = FakeTarget
+    monkeypatch.setitem(sys.modules, "edgevit.targets.mcu.target", fake)
+    _, reports = run_pipeline(model, "tome(r=2),tome(r=3)", calib=None, profile="stm32f746-disco")
+    first, second = reports
+    assert first.peak_bytes_before > first.peak_bytes_after > second.peak_bytes_after
+    assert second.peak_bytes_before == first.peak_bytes_after
+    assert set(first.to_dict()) >= {"peak_bytes_before", "peak_bytes_after", "profile"}

@@ -15,7 +15,7 @@ Dispatch: the interpreter runs `opdef.runner(kernel_dtype(kernel, in_infos))`, w
 kernel dtype is `kernel.attrs["dtype"]` if given, else the dtype of the first input.
 
 Ops: patch_embed, cls_concat, add_pos, layernorm, linear, attention, gelu, add, pool,
-reshape. Reserved (implemented later by the token-merging passes work): token_merge.
+reshape, token_merge.
 """
 
 from __future__ import annotations
@@ -31,10 +31,7 @@ InferFn = Callable[[Kernel, list[TensorInfo], dict[str, np.ndarray]], list[Tenso
 RunFn = Callable[[Kernel, list[np.ndarray], dict[str, np.ndarray]], list[np.ndarray]]
 MacsFn = Callable[[Kernel, list[TensorInfo], list[TensorInfo]], int]
 
-RESERVED = {
-    "token_merge": "token merging (bipartite soft matching, ToMe) after a block; it arrives with the "
-                   "passes work together with attention's optional `size` input",
-}
+RESERVED: dict[str, str] = {}  # op name -> why it is not implemented yet (none at the moment)
 
 
 @dataclass(frozen=True)
@@ -182,5 +179,5 @@ def out(kernel: Kernel, shape: Sequence[int], dtype: str = "float32", quant: dic
 
 # Importing the op modules registers them (they import the helpers above).
 from edgevit.lower.ops import (  # noqa: E402,F401
-    add, add_pos, attention, cls_concat, gelu, layernorm, linear, patch_embed, pool, reshape,
+    add, add_pos, attention, cls_concat, gelu, layernorm, linear, patch_embed, pool, reshape, token_merge,
 )

@@ -1,0 +1,85 @@
+"""The `tome` pass: training-free token merging (ToMe, Bolya et al. 2023) with a static schedule.
+
+`tome(r=4)` sets `merge_r = 4` in every block of the ViTSpec; `tome(r=8,schedule=decreasing)`
+merges more early and less late (ToMe's decreasing schedule: r_i falls linearly from 1.5 r in the
+first block to 0.5 r in the last, truncated to integers); `tome(r=[8,8,4,0])` gives the schedule
+block by block. The weights are untouched: the model gains bipartite soft matching after each
+merging block's attention, size-weighted averaging and proportional attention (see
+`edgevit.model.vit.bipartite_merge` and the `token_merge` op). Because the schedule lives in the
+spec, every shape stays static for the compiler. Each r is clamped to what the block can merge,
+(N - prefix) // 2 of its N tokens (the class token is protected); the report notes any clamp.
+A later `tome` replaces the schedule; `tome(r=0)` removes merging (the identity on an unmerged model).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any, Callable
+
+from edgevit.errors import UserInputError
+from edgevit.model.spec import ViTSpec
+from edgevit.model.vit import VisionTransformer, build_like
+from edgevit.passes.pipeline import Option, PassReport, register_pass, structural_report
+
+SCHEDULES = ("constant", "decreasing")
+
+OPTIONS = {
+    "r": Option((int, list), 0, minimum=0,
+                doc="tokens merged per block (an integer, with `schedule`), or one count per block, e.g. [8,4,2,0]"),
+    "schedule": Option((str,), "constant", SCHEDULES,
+                       doc="constant: r in every block; decreasing: linear from 1.5 r (first block) to 0.5 r (last)"),
+}
+
+
+def requested_schedule(depth: int, r: int | list[int], schedule: str) -> list[int]:
+    """Tokens to merge per block before clamping: [r] * depth, ToMe's decreasing schedule, or the list given."""
+    if isinstance(r, list):
+        if schedule != "constant":
+            raise UserInputError("tome: schedule applies to an integer r; a list already gives every block's r")
+        if len(r) != depth:
+            raise UserInputError(f"tome: r lists {len(r)} values but the model has {depth} blocks; give one per block")
+        return [int(v) for v in r]
+    if schedule == "constant" or depth == 1:
+        return [int(r)] * depth
+    lo, hi = int(r * 1.5), 2 * int(r) - int(r * 1.5)  # ToMe parse_r with inflection -0.5
+    step = (hi - lo) / (depth - 1)
+    return [max(0, int(lo + step * i)) for i in range(depth)]
+
+
+def clamp_schedule(spec: ViTSpec, wanted: list[int]) -> tuple[list[int], list[str]]:
+    """Clamp each block's r to (N - prefix) // 2 of the N tokens entering it; notes for every clamp."""
+    n, rs, notes = spec.num_patches + spec.num_prefix, [], []
+    for i, r in enumerate(wanted):
+        limit = (n - spec.num_prefix) // 2
+        if r > limit:
+            notes.append(f"block {i}: r {r} clamped to {limit} ({n} tokens enter it)")
+            r = limit
+        rs.append(r)
+        n -= r
+    return rs, notes
+
+
+def merged_spec(spec: ViTSpec, rs: list[int]) -> ViTSpec:
+    """`spec` with blocks[i].merge_r = rs[i]."""
+    return spec.with_blocks([replace(b, merge_r=r) for b, r in zip(spec.blocks, rs)])
+
+
+def token_merge(model: VisionTransformer, calib: Any = None, eval_data: Any = None,
+                progress: Callable[[str], None] | None = None, r: int | list[int] = 0,
+                schedule: str = "constant") -> tuple[VisionTransformer, PassReport]:
+    """Set the token-merging schedule of `model` (a new model, same weights) and report MACs before / after.
+
+    `calib` is not used (training-free). Returns (merged model, PassReport with the schedule in details).
+    """
+    for name, value in (("r", r), ("schedule", schedule)):
+        OPTIONS[name].check("tome", name, value)
+    spec = model.spec
+    rs, notes = clamp_schedule(spec, requested_schedule(spec.depth, r, schedule))
+    merged = build_like(model, merged_spec(spec, rs))
+    tokens = merged.spec.tokens_per_block()
+    notes.append(f"merge_r per block {rs}: tokens per block {tokens[:-1]}, {tokens[-1]} at the head")
+    return merged, structural_report("tome", {"r": r, "schedule": schedule}, model, merged, eval_data, notes,
+                                     {"merge_r": rs, "tokens": tokens})
+
+
+register_pass("tome", token_merge, OPTIONS, doc=__doc__.splitlines()[0])
