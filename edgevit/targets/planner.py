@@ -17,29 +17,32 @@ See docs/mcu-backend.md ("Memory plan") for the contract. How `plan_program` wor
    with the smallest chunk (2 rows); T = the largest such peak over the program (the best lower
    bound this model of the code allows); then, with every step's live bytes <= T, the fewest
    kernel calls (largest chunks; chains only where memory needs them), ties to fewer steps.
-3. Offsets (`allocate`): greedy, largest first, each buffer at the lowest 8-aligned offset free of
-   every placed buffer whose lifetime overlaps; while the arena is above the live-bytes bound, two
-   other orders and a few seeded random perturbations are tried, the smallest arena wins. If the
-   arena A still exceeds T, step 2 is redone with A as the bound (larger chunks, same arena) and
-   kept when the arena does not grow.
-4. `naive_bytes` (see `naive_plan`), `weight_bytes` (constants padded to 8), `code_bytes`
-   (`targets/codesize.py`).
-TVM is never imported here.
+3. Offsets (`allocate.allocate`): greedy, largest first, each buffer at the lowest 8-aligned
+   offset free of every placed buffer whose lifetime overlaps, with other orders tried while the
+   arena is above the live-bytes bound. If the arena A still exceeds T, step 2 is redone with A as
+   the bound (larger chunks, same arena) and kept when the arena does not grow.
+4. `naive_bytes` (`naive.naive_plan`), `weight_bytes` (constants padded to 8), `code_bytes`
+   (`codesize.estimate_code_bytes`).
+Layout: this module (facts, steps, buffers, the plan), `allocate.py` (offsets), `naive.py` (the
+TFLite-Micro-style baseline), `codesize.py` (flash estimate); their public names are re-exported
+here. TVM is never imported here.
 """
 
 from __future__ import annotations
 
-import bisect
 import math
-import random
 from dataclasses import dataclass, field
 from typing import Any
 
+from edgevit.targets.allocate import ALIGN, align, allocate, live_timeline
 from edgevit.targets.codesize import estimate_code_bytes
 from edgevit.targets.kernels import UnsupportedKernelError, get_kernel
 from edgevit.targets.kernels.base import KernelTraits, no_scratch
+from edgevit.targets.naive import naive_ops, naive_plan
 
-ALIGN = 8
+__all__ = ["ALIGN", "Buffer", "FALLBACK_TRAITS", "Facts", "MemoryPlan", "STACK_BYTES", "Step", "align", "allocate",
+           "choose_steps", "chunk_candidates", "classify", "kernel_traits", "layout", "live_timeline", "naive_ops",
+           "naive_plan", "plan_program"]
 _ITEMSIZE = {"float32": 4, "int8": 1, "int16": 2, "int32": 4, "int64": 8}
 STACK_BYTES = 8192  # stack reserved beside the arena (the firmware's linker script uses the same figure)
 
@@ -119,13 +122,27 @@ def _attention_scratch(kernel, in_infos, out_infos, rows) -> int:
     return 4 * in_infos[0].shape[0]
 
 
+def _token_merge_scratch(kernel, in_infos, out_infos, rows) -> int:
+    """Used only while no token_merge kernel is registered: the unit keys of one A token and of
+    every B token ([1 + N//2, head_dim], int16; float programs float64), per A token (ceil(N/2)) a
+    score (int32; float64) and best match (int32), and the r source/destination pairs (int32);
+    each section 8-aligned."""
+    n, hd, r = in_infos[0].shape[0], int(kernel.attrs["head_dim"]), int(kernel.attrs["r"])
+    wide = in_infos[0].dtype == "float32"
+    na, nb = -(-n // 2), n // 2
+    return (align((1 + nb) * hd * (8 if wide else 2)) + align(na * (8 if wide else 4)) + align(na * 4)
+            + 2 * align(r * 4))
+
+
 # Traits each op's KernelDef will have; used only while an op has no registered kernel.
+# token_merge mixes rows (not row-wise) and writes fewer rows than it reads (no in-place).
 FALLBACK_TRAITS = {
     "linear": KernelTraits(row_wise=True), "layernorm": KernelTraits(row_wise=True),
     "add": KernelTraits(row_wise=True, inplace=(0, 1)), "add_pos": KernelTraits(row_wise=True, inplace=(0,)),
     "gelu": KernelTraits(row_wise=True, inplace=(0,)), "reshape": KernelTraits(alias=True),
     "attention": KernelTraits(scratch=_attention_scratch), "patch_embed": KernelTraits(),
     "cls_concat": KernelTraits(), "pool": KernelTraits(),
+    "token_merge": KernelTraits(scratch=_token_merge_scratch),
 }
 
 
@@ -137,11 +154,6 @@ def kernel_traits(op: str) -> KernelTraits:
         if op in FALLBACK_TRAITS:
             return FALLBACK_TRAITS[op]
         raise
-
-
-def align(n: int) -> int:
-    """n rounded up to a multiple of ALIGN."""
-    return -(-n // ALIGN) * ALIGN
 
 
 # ---- program facts -------------------------------------------------------------------------------
@@ -371,117 +383,6 @@ def layout(f: Facts, steps: list[Step]) -> tuple[dict[str, list], dict[str, str]
                 bufs[name] = [size, s, s, "scratch"]
     tensor_buffer = {t: root[f.unit[t]] for t in f.program.tensors}
     return bufs, tensor_buffer, scratch
-
-
-def live_timeline(items: list[tuple[int, int, int]], n: int) -> list[int]:
-    """Live bytes per step 0..n-1 of (size, first, last) lifetimes."""
-    delta = [0] * (n + 1)
-    for size, first, last in items:
-        delta[first] += size
-        delta[last + 1] -= size
-    out, acc = [], 0
-    for x in delta[:n]:
-        acc += x
-        out.append(acc)
-    return out
-
-
-_ORDERS = (lambda it: (-it[1], it[2], it[0]),  # largest first (TFLite Micro's greedy planner)
-           lambda it: (-it[1] * (it[3] - it[2] + 1), it[2], it[0]),  # largest size x lifetime first
-           lambda it: (it[2], -it[1], it[0]))  # earliest first
-
-
-def _greedy(items: list[tuple[str, int, int, int]], order) -> tuple[dict[str, int], int]:
-    """Place (name, size, first, last) items in `order`, each at the lowest 8-aligned offset free of
-    every placed item whose lifetime overlaps; returns offsets and the arena (max offset + size)."""
-    placed: list[tuple[int, int, int, int]] = []  # (offset, aligned end, first, last), by offset
-    offsets, arena = {}, 0
-    for name, size, first, last in sorted(items, key=order):
-        off = 0
-        for o, end, f0, l0 in placed:
-            if f0 <= last and first <= l0:
-                if o >= off + size:
-                    break
-                off = max(off, end)
-        offsets[name] = off
-        bisect.insort(placed, (off, align(off + size), first, last))
-        arena = max(arena, off + size)
-    return offsets, arena
-
-
-def allocate(items: list[tuple[str, int, int, int]], lower: int = 0, tries: int = 12) -> tuple[dict[str, int], int]:
-    """Offsets for (name, size, first, last) items: the best (smallest arena) of the greedy orders;
-    while that is above `lower` (the live-bytes bound), also of up to `tries` seeded random
-    perturbations of the largest-first order (deterministic)."""
-    best = _greedy(items, _ORDERS[0])
-    for order in _ORDERS[1:]:
-        if best[1] <= align(lower):
-            break
-        got = _greedy(items, order)
-        best = got if got[1] < best[1] else best
-    rng = random.Random(len(items))
-    jitter = {it[0]: 1.0 for it in items}
-    for _ in range(tries if best[1] > align(lower) else 0):
-        jitter = {name: rng.uniform(0.5, 1.5) for name in jitter}
-        got = _greedy(items, lambda it: (-it[1] * jitter[it[0]], it[2], it[0]))
-        if got[1] < best[1]:
-            best = got
-            if best[1] <= align(lower):
-                break
-    return best
-
-
-# ---- the naive (TFLite-Micro-style) plan ---------------------------------------------------------------
-def naive_ops(f: Facts) -> list[tuple[int, list[str], list[tuple[str, int]]]]:
-    """The naive plan's operators: (kernel index, input names, [(output name, bytes)]).
-
-    Every kernel reads and writes whole tensors; an `attention` kernel is the unfused subgraph
-    split (qkv -> q, k, v copies [N, H*hd]) -> q k^T (+ the optional token sizes) giving [H, N, N]
-    int32 scores (float: float32) -> softmax giving [H, N, N] probabilities (int8; float: float32)
-    -> probs v giving the kernel's [N, H*hd] output (the context); a linear with activation "gelu"
-    is a linear writing the full pre-activation [N, M] then a GELU; a reshape is a copy; other
-    kernels are one operator and keep their scratch (traits, all rows) as a `<kernel>.scratch`
-    output that dies at once.
-    """
-    ops = []
-    for i, k in enumerate(f.program.kernels):
-        ins, outs = f.in_infos[i], f.out_infos[i]
-        if k.op == "attention":
-            (n, c), h, item = ins[0].shape, int(k.attrs["heads"]), 4 if ins[0].dtype == "float32" else 1
-            q, kk, v, sc, pr = (f"{k.name}.{x}" for x in ("q", "k", "v", "scores", "probs"))
-            ops += [(i, [k.inputs[0]], [(q, ins[0].nbytes // 3), (kk, ins[0].nbytes // 3), (v, ins[0].nbytes // 3)]),
-                    (i, [q, kk, *k.inputs[1:]], [(sc, 4 * h * n * n)]), (i, [sc], [(pr, item * h * n * n)]),
-                    (i, [pr, v], [(k.outputs[0], outs[0].nbytes)])]
-        elif k.op == "linear" and k.attrs.get("activation", "none") == "gelu":
-            pre = f"{k.name}.pre"
-            ops += [(i, list(k.inputs), [(pre, outs[0].nbytes)]), (i, [pre], [(k.outputs[0], outs[0].nbytes)])]
-        else:
-            extra = [(f"{k.name}.scratch", f.scratch(i, None))] if f.scratch(i, None) > 0 else []
-            ops.append((i, list(k.inputs), [(t.name, t.nbytes) for t in outs] + extra))
-    return ops
-
-
-def naive_plan(f: Facts) -> tuple[int, list[int]]:
-    """(arena bytes, live bytes per Program kernel) of the naive plan (`naive_ops`): every tensor
-    whole from its operator to its last reader (program inputs from the first operator, outputs to
-    the last), no chunking, no in-place, no aliasing, placed by `allocate`."""
-    ops = naive_ops(f)
-    first, last, size = {x: 0 for x in f.program.inputs}, {}, {x: f.nbytes[x] for x in f.program.inputs}
-    for j, (_, ins, outs) in enumerate(ops):
-        for x in ins:
-            last[x] = j
-        for x, nb in outs:
-            first[x], size[x] = j, nb
-    end = len(ops) - 1
-    for x in f.program.outputs:
-        last[x] = end
-    items = [(x, size[x], first[x], max(first[x], last.get(x, first[x]))) for x in first]
-    per_op = live_timeline([it[1:] for it in items], len(ops))
-    arena = allocate(items, lower=max(per_op, default=0))[1]
-    per_kernel = [0] * f.K
-    for (i, _, _), live in zip(ops, per_op):
-        per_kernel[i] = max(per_kernel[i], live)
-    return arena, per_kernel
 
 
 # ---- the plan -------------------------------------------------------------------------------------------

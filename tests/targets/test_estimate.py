@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import sys
 import types
+from pathlib import Path
 
 import pytest
 
@@ -86,7 +87,7 @@ def test_build_hands_the_plan_to_the_emitter(program, tmp_path, monkeypatch) -> 
 
 
 def test_code_estimate_shares_functions_between_identical_blocks() -> None:
-    from edgevit.targets.codesize import OP_CODE_BYTES, estimate_code_bytes, function_key
+    from edgevit.targets.codesize import estimate_code_bytes, function_bytes, function_key
 
     def prog(depth):
         spec = ViTSpec.uniform(depth=depth, heads=2, head_dim=4, mlp_hidden=16, image_size=8, in_channels=1,
@@ -102,5 +103,52 @@ def test_code_estimate_shares_functions_between_identical_blocks() -> None:
 
     assert keys(two) == keys(three)
     extra = plan3.code_bytes - plan2.code_bytes  # call sites of one more block, no new function
-    assert 0 < extra < OP_CODE_BYTES["linear", "int"]
+    fc1 = next(k for k in three.kernels if k.op == "linear")
+    assert 0 < extra < function_bytes(fc1, [three.tensors[t] for t in fc1.inputs],
+                                      [three.tensors[t] for t in fc1.outputs])
     assert estimate_code_bytes(two, plan2.steps) == plan2.code_bytes
+
+
+def test_gemm_regions_and_k_unroll_follow_the_fast_schedule() -> None:
+    from edgevit.targets.codesize import gemm_regions, k_unroll
+
+    assert gemm_regions(50, 192) == ["main"] and gemm_regions(17, 72) == ["main", "bottom"]
+    assert gemm_regions(1, 10) == ["bottom"] and gemm_regions(1, 5) == ["bottom", "right"]
+    assert gemm_regions(17, 39) == ["main", "bottom", "right"] and gemm_regions(1, 1) == ["right"]
+    assert [k_unroll(k) for k in (1, 3, 4, 8, 18, 13)] == [1, 3, 4, 4, 2, 1]
+
+
+def test_add_pos_shares_add_function_and_runtime_groups_follow_the_ops(program) -> None:
+    from edgevit.targets.codesize import RUNTIME_BYTES, code_summary, function_key, runtime_bytes
+
+    def key(k):
+        return function_key(k, [program.tensors[t] for t in k.inputs], [program.tensors[t] for t in k.outputs], None)
+
+    pos = next(k for k in program.kernels if k.op == "add_pos")
+    adds = [k for k in program.kernels if k.op == "add" and program.tensors[k.outputs[0]].shape ==
+            program.tensors[pos.outputs[0]].shape and program.tensors[k.outputs[0]].dtype ==
+            program.tensors[pos.outputs[0]].dtype]
+    assert adds and key(pos) == key(adds[0])
+    summary = code_summary(program, plan_program(program).steps)
+    assert "attention/int" in summary["tags"] and "attention/float32" not in summary["tags"]
+    assert runtime_bytes(summary["tags"]) == sum(b for b, tags in RUNTIME_BYTES.values() if "attention/int" in tags)
+    assert runtime_bytes({"attention/float32", "layernorm/float32"}) > runtime_bytes({"attention/int"}) > 0
+
+
+def test_estimate_needs_no_code_generation(tmp_path) -> None:
+    """Planning (and so the code estimate) never imports TVM; same Program, same bytes."""
+    import subprocess
+
+    script = ("import sys\n"
+              "from tests.targets.test_planner import make_program\n"
+              "from edgevit.model.spec import ViTSpec\n"
+              "from edgevit.targets.planner import plan_program\n"
+              "spec = ViTSpec.uniform(depth=1, heads=2, head_dim=4, mlp_hidden=16, image_size=8, in_channels=1,"
+              " patch_size=2, embed_dim=8, num_classes=3)\n"
+              "p = make_program(spec, 1)\n"
+              "a, b = plan_program(p), plan_program(p)\n"
+              "assert a.code_bytes == b.code_bytes > 0\n"
+              "assert not any(m == 'tvm' or m.startswith('tvm.') for m in sys.modules), 'TVM imported'\n")
+    root = str(Path(__file__).resolve().parents[2])
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=root, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]

@@ -18,9 +18,10 @@ from edgevit.model.vit import build_model
 from edgevit.targets import planner
 from edgevit.targets.kernels import UnsupportedKernelError
 from edgevit.targets.kernels.base import KernelDef, KernelTraits
-from edgevit.targets.planner import ALIGN, Facts, kernel_traits, layout, plan_program
+from edgevit.targets.planner import ALIGN, Facts, Step, kernel_traits, layout, plan_program
 from tests.conftest import vit_specs
 from tests.lower.int8_helpers import minmax_qmodel, randomise
+from tests.model.merge_strategies import merged_vit_specs
 
 ZOO = Path(__file__).resolve().parents[2] / "models"
 
@@ -204,6 +205,60 @@ def test_random_programs_have_valid_plans(spec, seed, dtype, residual, fuse, wid
     assert plan.weight_bytes == sum(-(-v.nbytes // 8) * 8 for v in program.consts.values())
     assert plan.code_bytes > 0 and plan.flash_bytes == plan.weight_bytes + plan.code_bytes
     assert plan_program(program) == plan  # deterministic
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(spec=merged_vit_specs(min_grid=3), seed=st.integers(0, 2**16), dtype=st.sampled_from(["int8", "float32"]))
+def test_token_merged_programs_have_valid_plans(spec, seed, dtype) -> None:
+    """token_merge (fallback traits until its kernel exists) mixes rows: never in a chain, never
+    in place, its scratch is planned; the rest of the plan stays valid."""
+    program = make_program(spec, seed, dtype)
+    plan = plan_program(program)
+    check_plan(program, plan)
+    merges = [i for i, k in enumerate(program.kernels) if k.op == "token_merge"]
+    assert len(merges) == sum(1 for b in spec.blocks if b.merge_r)
+    for i in merges:
+        k = program.kernels[i]
+        assert Step((i,)) in plan.steps
+        assert all(plan.tensor_buffer[t] == t for t in k.outputs)
+        need = kernel_traits("token_merge").scratch(k, [program.tensors[t] for t in k.inputs],
+                                                     [program.tensors[t] for t in k.outputs], None)
+        assert plan.buffers[plan.scratch_buffer[k.name]].size == need if need else k.name not in plan.scratch_buffer
+
+
+@pytest.mark.parametrize("traits", ["fallback", "registered"])
+def test_token_merge_traits_plan_a_merged_vit(traits, monkeypatch) -> None:
+    """Plans of a merged ViT with the planner's fallback traits for token_merge (as while no kernel
+    is registered) and with whatever the registry has."""
+    tr = planner.FALLBACK_TRAITS["token_merge"]
+    assert not tr.row_wise and not tr.alias and tr.inplace == ()
+    if traits == "fallback":
+        real = planner.get_kernel
+
+        def no_token_merge(op, dtype=None):
+            if op == "token_merge":
+                raise UnsupportedKernelError(op)
+            return real(op, dtype)
+
+        monkeypatch.setattr(planner, "get_kernel", no_token_merge)
+    spec = ViTSpec.uniform(depth=3, heads=2, head_dim=8, mlp_hidden=32, image_size=12, in_channels=1, patch_size=2,
+                           embed_dim=16, num_classes=4, name="merged")
+    spec = spec.with_blocks([dataclasses.replace(b, merge_r=6) for b in spec.blocks])
+    program = make_program(spec, 5)
+    plan = plan_program(program)
+    check_plan(program, plan)
+    assert sum(k.op == "token_merge" for k in program.kernels) == 3
+    for i, k in enumerate(program.kernels):
+        if k.op == "token_merge":  # alone in its step, with its keys, tokens, outputs and scratch live
+            step = plan.steps.index(Step((i,)))
+            need = kernel_traits("token_merge").scratch(k, [program.tensors[t] for t in k.inputs],
+                                                        [program.tensors[t] for t in k.outputs], None)
+            if traits == "fallback":
+                assert need == tr.scratch(k, [program.tensors[t] for t in k.inputs], [], None) > 0
+            live = {plan.tensor_buffer[t] for t in (*k.inputs, *k.outputs)} | {plan.scratch_buffer.get(k.name)}
+            live.discard(None)
+            assert plan.timeline[step] >= sum(plan.buffers[b].size for b in live)
+            assert plan.buffers[plan.scratch_buffer[k.name]].size == need if need else k.name not in plan.scratch_buffer
 
 
 @pytest.fixture(scope="module")
