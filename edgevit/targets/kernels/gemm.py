@@ -17,10 +17,12 @@ tile (`plan_regions`). `schedule_gemm` applies one of two schedules with `tvm.s_
 - "fast": column tiles of tm outer, row tiles of tn inner; per column tile the column values are
   computed once (hoisted out of the row loop); per tn x tm output tile the reduction runs with
   the k loop outside and the tile unrolled inside (each x and w value loaded once per tile), the
-  accumulators in a tn x tm local array that gcc keeps in registers. With `dsp` (int8 operands,
-  one reduction axis, K % 4 == 0) each tn x tm x 4 step is tensorized with the ACLE micro-kernel
-  `ev_gemm_dsp_{tn}x{tm}` of micro/gemm_dsp.h (SXTB16 + SMLAD on 32-bit words): 2x2 in the main
-  rectangle, 1x2 and 1x1 in the leftover strips.
+  accumulators in a tn x tm local array that gcc keeps in registers. With `dsp` (int8 operands on
+  a DSP core, `GemmSpec.dsp_intrin` set) each tile's whole reduction is tensorized into ONE call of
+  a micro/gemm_dsp.h micro-kernel (SXTB16 + SMLAD) holding the accumulators in its own locals: one
+  call per 4-value step inside TIR's k loop got them spilled by gcc -O2 once inlined into the model
+  driver (0.34-0.48 MACs/instruction on the M7 instead of 0.6-0.7). `gemm_intrin` is linear's
+  (2x2 in the main rectangle, 1x2 and 1x1 in the leftover strips).
 
 Local buffers (accumulators, column values) keep TVM's default "global" scope: after compute_at
 they are a few constant-size elements, which TVM 0.27 prints as C stack arrays
@@ -88,8 +90,11 @@ class GemmSpec:
     or float32; out: the name of the output Param. The callables get the dict of buffers/scalars by
     Param name and TIR index expressions and return TIR expressions: x, w, init of acc_dtype (init
     None: zero; init_params: the Params it reads), epilogue of the output dtype; epilogue's `col`
-    maps each Column name to its value at this column. dsp_ok: x and w are plain int8 loads
-    X[n, k], W[m, k] of row-major buffers (what the DSP tensor intrinsic matches).
+    maps each Column name to its value at this column. dsp_intrin(tn, tm): the name of a registered
+    tensor intrinsic computing one tn x tm output tile's whole reduction (acc[tn, tm] += ...: a
+    micro-kernel call) for the tile shapes `plan_regions` makes from dsp_tile (the main tile), None:
+    no DSP micro-kernel (e.g. `gemm_intrin` for x, w plain int8 loads X[n, k], W[m, k] of row-major
+    buffers).
     """
 
     rows: int
@@ -104,7 +109,8 @@ class GemmSpec:
     init: Callable[[Bufs, Expr], Expr] | None = None
     init_params: tuple[str, ...] = ()
     columns: tuple[Column, ...] = ()
-    dsp_ok: bool = False
+    dsp_intrin: Callable[[int, int], str] | None = None
+    dsp_tile: tuple[int, int] = DSP_TILE
 
     def __post_init__(self) -> None:
         odd = [c.name for c in self.columns if c.dtype != self.acc_dtype]
@@ -180,12 +186,13 @@ def plan_regions(rows: int, cols: int, tile: tuple[int, int], dsp: bool = False)
 
 def gemm_prim_func(spec: GemmSpec, schedule: str, dsp: bool = False):
     """The scheduled private PrimFunc of `spec`: "reference" (one region, plain loops) or "fast"
-    (FAST_TILE regions; with `dsp` (see `uses_dsp`) DSP_TILE tensorized with the micro-kernel)."""
+    (FAST_TILE regions; with `dsp` (see `uses_dsp`) spec.dsp_tile regions, each tile's reduction
+    tensorized with spec.dsp_intrin)."""
     if schedule == "reference":
         regions = [Region(0, spec.rows, 0, spec.cols)]
     else:
-        assert not dsp or (spec.dsp_ok and len(spec.reduce) == 1 and spec.reduce[0] % DSP_K == 0)
-        regions = plan_regions(spec.rows, spec.cols, DSP_TILE if dsp else FAST_TILE, dsp)
+        assert not dsp or spec.dsp_intrin is not None
+        regions = plan_regions(spec.rows, spec.cols, spec.dsp_tile if dsp else FAST_TILE, dsp)
     return schedule_gemm(build_gemm(spec, regions), spec, regions, schedule)
 
 
@@ -280,7 +287,7 @@ def _schedule_plain(sch, spec: GemmSpec, r: int) -> None:
 
 def _schedule_tiled(sch, spec: GemmSpec, r: int, region: Region) -> None:
     """Column tiles outside, row tiles inside; column values per column tile; per output tile the
-    k loops outside the unrolled tile, or the DSP micro-kernel for each tn x tm x 4 step."""
+    k loops outside the unrolled tile, or one DSP micro-kernel call for the tile's whole reduction."""
     tn, tm = region.tile
     out, acc = sch.get_sblock(f"out{r}"), sch.get_sblock(f"acc{r}")
     n, m = sch.get_loops(out)
@@ -290,11 +297,9 @@ def _schedule_tiled(sch, spec: GemmSpec, r: int, region: Region) -> None:
     sch.compute_at(acc, no, preserve_unit_loops=True)
     ti, tj, *ks = sch.get_loops(acc)[2:]
     if region.dsp:
-        ko, ki = sch.split(ks[0], [None, DSP_K])
-        sch.reorder(ko, ti, tj, ki)
-        init = sch.decompose_reduction(acc, ko)
+        init = sch.decompose_reduction(acc, ti)
         _hide_init_reads(sch, acc, spec.init_params)
-        sch.tensorize(ti, dsp_intrin(tn, tm))
+        sch.tensorize(ti, spec.dsp_intrin(tn, tm))
     else:
         sch.reorder(*ks, ti, tj)
         init = sch.decompose_reduction(acc, ks[0])
@@ -342,26 +347,20 @@ def _buffer_name(param: str) -> str:
 
 # ---------------------------------------------------------------- the DSP tensor intrinsic
 
-def dsp_intrin(tn: int, tm: int) -> str:
-    """Register (once) and name the tensor intrinsic C[tn, tm] += A[tn, 4] . B[tm, 4]^T (int8 -> int32)
-    implemented by `ev_gemm_dsp_{tn}x{tm}` of micro/gemm_dsp.h."""
+def gemm_intrin(tn: int, tm: int, k: int) -> str:
+    """Register (once) and name the tensor intrinsic C[tn, tm] += A[tn, k] . B[tm, k]^T (int8 -> int32,
+    k % 4 == 0: a whole output tile's reduction) implemented by `ev_gemm_dsp_{tn}x{tm}` of micro/gemm_dsp.h."""
     from tvm.s_tir import TensorIntrin
 
-    name = f"ev_gemm_dsp_{tn}x{tm}"
+    name = f"ev_gemm_dsp_{tn}x{tm}_k{k}"
     if TensorIntrin.get(name, allow_missing=True) is None:
-        TensorIntrin.register(name, *_dsp_desc_impl(name, tn, tm))
+        TensorIntrin.register(name, _dsp_func(tn, tm, k, None), _dsp_func(tn, tm, k, f"ev_gemm_dsp_{tn}x{tm}"))
     return name
 
 
-def _dsp_desc_impl(name: str, tn: int, tm: int):
-    """(description, implementation) PrimFuncs of the DSP intrinsic: the same buffers, the loop nest
-    C[i, j] += A[i, k] * B[j, k] (k < 4) or the micro-kernel call."""
-    return _dsp_func(tn, tm, None), _dsp_func(tn, tm, name)
-
-
-def _dsp_func(tn: int, tm: int, call: str | None):
-    """A[tn, 4], B[tm, 4] (int8, row strides sa, sb), C[tn, tm] (int32, stride sc) and either the
-    reference loop nest (call None) or `call(C, sc, A, sa, B, sb)`."""
+def _dsp_func(tn: int, tm: int, k: int, call: str | None):
+    """A[tn, k], B[tm, k] (int8, row strides sa, sb), C[tn, tm] (int32, stride sc) and either the
+    reference loop nest (call None: the intrinsic's description) or `call(C, sc, A, sa, B, sb, k)`."""
     from tvm.script.ir_builder import IRBuilder
     from tvm.script.ir_builder import tirx as T
 
@@ -369,29 +368,29 @@ def _dsp_func(tn: int, tm: int, call: str | None):
         with T.prim_func(s_tir=True):
             handles = [T.arg(n, T.handle()) for n in "abc"]
             strides = [T.int32() for _ in range(3)]
-            shapes, dtypes = [(tn, DSP_K), (tm, DSP_K), (tn, tm)], ["int8", "int8", "int32"]
+            shapes, dtypes = [(tn, k), (tm, k), (tn, tm)], ["int8", "int8", "int32"]
             A, B, C = (T.match_buffer(h, shape, dt, offset_factor=1, strides=[st, 1])
                        for h, shape, dt, st in zip(handles, shapes, dtypes, strides))
             with T.sblock("root"):
-                T.reads(C[0:tn, 0:tm], A[0:tn, 0:DSP_K], B[0:tm, 0:DSP_K])
+                T.reads(C[0:tn, 0:tm], A[0:tn, 0:k], B[0:tm, 0:k])
                 T.writes(C[0:tn, 0:tm])
                 if call is not None:
                     T.evaluate(T.call_extern("void", call, C.access_ptr("rw"), strides[2], A.access_ptr("r"),
-                                             strides[0], B.access_ptr("r"), strides[1]))
-                else:
-                    _dsp_loop_nest(T, A, B, C, tn, tm)
+                                             strides[0], B.access_ptr("r"), strides[1], k))
+                else:  # C[i, j] += A[i, t] * B[j, t]
+                    with T.grid(tn, tm, k) as loops:
+                        with T.sblock("update"):
+                            vi, vj, vk = intrin_block_vars(T, loops, [(tn, "S"), (tm, "S"), (k, "R")])
+                            prod = T.Cast("int32", A[vi, vk]) * T.Cast("int32", B[vj, vk])
+                            T.buffer_store(C, C[vi, vj] + prod, [vi, vj])
     return ib.get()
 
 
-def _dsp_loop_nest(T, A, B, C, tn: int, tm: int) -> None:
-    """C[i, j] += A[i, k] * B[j, k] over T.grid(tn, tm, 4), with block variables for the non-unit
-    extents only (as the scheduled blocks have), so the pattern matches 1 x tm tiles too."""
-    dims = [(tn, "S"), (tm, "S"), (DSP_K, "R")]
-    with T.grid(tn, tm, DSP_K) as loops:
-        live = [(loop, kind) for loop, (extent, kind) in zip(loops, dims) if extent > 1]
-        with T.sblock("update"):
-            bound = T.axis.remap("".join(kind for _, kind in live), [loop for loop, _ in live])
-            bound = iter([bound] if len(live) == 1 else bound)  # remap of one variable returns it bare
-            vi, vj, vk = (next(bound) if extent > 1 else 0 for extent, _ in dims)
-            prod = T.Cast("int32", A[vi, vk]) * T.Cast("int32", B[vj, vk])
-            T.buffer_store(C, C[vi, vj] + prod, [vi, vj])
+def intrin_block_vars(T, loops, dims: Sequence[tuple[int, str]]) -> list:
+    """Inside a tensor intrinsic description's block: one block variable per (extent, "S" | "R") of
+    `dims` bound to its loop, or 0 for a unit extent (the scheduled blocks have no variable there,
+    so the pattern also matches 1 x tm tiles and single-channel reductions)."""
+    live = [(loop, kind) for loop, (extent, kind) in zip(loops, dims) if extent > 1]
+    bound = T.axis.remap("".join(kind for _, kind in live), [loop for loop, _ in live])
+    bound = iter([bound] if len(live) == 1 else bound)  # remap of one variable returns it bare
+    return [next(bound) if extent > 1 else 0 for extent, _ in dims]

@@ -55,7 +55,7 @@ def requant_consts(rng: np.random.Generator, m: int, k: int, extremes: bool = Tr
     """bias, multiplier, shift [m] for accumulators of a K-long int8 dot product: real scales around
     127 / (typical |acc|), spread over 16x both ways. With `extremes`, three random channels get a
     large scale (right shift 31 - shift < 32), a tiny one (> 46) and 0 (multiplier 0), the cases the
-    fast requantize handles apart."""
+    fast requantize handles apart (its "wide" mode, linear.requant_mode)."""
     typical = 128.0 * 64.0 * np.sqrt(k)
     reals = 127.0 / typical * np.exp2(rng.uniform(-4.0, 4.0, m))
     if extremes:
@@ -74,10 +74,11 @@ def int8_weights(rng: np.random.Generator, m: int, k: int, bits: int = 8) -> np.
 
 
 def linear_int8_case(rng: np.random.Generator, n: int, k: int, m: int, bits: int = 8,
-                     gelu: bool = False) -> Case:
-    """A validated int8 linear [n, k] -> [n, m] with random data and requantize constants."""
+                     gelu: bool = False, extremes: bool = True) -> Case:
+    """A validated int8 linear [n, k] -> [n, m] with random data and requantize constants (with
+    `extremes`, see `requant_consts`: the fast schedule's "wide" requantize; without: "hi")."""
     zp = int(rng.integers(-128, 128))
-    consts = {"weight": int8_weights(rng, m, k, bits), **requant_consts(rng, m, k)}
+    consts = {"weight": int8_weights(rng, m, k, bits), **requant_consts(rng, m, k, extremes)}
     attrs = {"out_quant": quant_attr(0.05, int(rng.integers(-20, 21)), "int8")}
     if bits == 4:
         attrs["weight_bits"] = 4
@@ -88,6 +89,29 @@ def linear_int8_case(rng: np.random.Generator, n: int, k: int, m: int, bits: int
         attrs["out_quant"]["zero_point"] = zp
     x = rng.integers(-128, 128, (n, k)).astype(np.int8)
     return _validated("linear", x, consts, attrs)
+
+
+def requant_sweep_case(rng: np.random.Generator, hi: bool, rows: int = 6) -> Case:
+    """An int8 linear (K = 4) whose columns sweep the requantize constants: every shift (hi: only
+    right shifts n = 31 - shift >= 33, zero point 0, the fast schedule's "hi" mode; else all of
+    [-31, 30] and a random zero point: "wide"), multipliers 2^30, 2^31 - 1 and a random one, and
+    per constant pair biases that put the accumulators around 0, around +-2^(n-2) (where "wide"
+    clamps) and near the int32 limits; plus multiplier-0 columns."""
+    k, span = 4, 4 * 128 * 127                      # |x . w| <= span
+    mults, shifts, biases = [], [], []
+    for shift in range(-31, -1 if hi else 31):
+        n = 31 - shift
+        edge = min(1 << max(n - 2, 0), (1 << 31) - 1 - span)
+        for mult in (1 << 30, (1 << 31) - 1, int(rng.integers(1 << 30, 1 << 31))):
+            for bias in (0, edge - span // 2, -edge + span // 2, (1 << 31) - 1 - span, -(1 << 31) + span):
+                mults.append(mult), shifts.append(shift), biases.append(bias)
+    for bias in (0, 12345, -(1 << 30)):
+        mults.append(0), shifts.append(0), biases.append(bias)
+    consts = {"weight": int8_weights(rng, len(mults), k), "bias": np.array(biases, dtype=np.int32),
+              "multiplier": np.array(mults, dtype=np.int32), "shift": np.array(shifts, dtype=np.int32)}
+    zp = 0 if hi else int(rng.integers(-128, 128))
+    x = rng.integers(-128, 128, (rows, k)).astype(np.int8)
+    return _validated("linear", x, consts, {"out_quant": quant_attr(0.05, zp, "int8")})
 
 
 def linear_float_case(rng: np.random.Generator, n: int, k: int, m: int, bias: bool = True,
@@ -102,10 +126,11 @@ def linear_float_case(rng: np.random.Generator, n: int, k: int, m: int, bias: bo
 
 
 def patch_embed_int8_case(rng: np.random.Generator, c: int, grid: tuple[int, int], patch: int, d: int,
-                          out_dtype: str = "int8") -> Case:
-    """A validated int8 patch_embed of a [c, gh*p, gw*p] image -> [gh*gw, d] (int8 or int16 tokens)."""
+                          out_dtype: str = "int8", extremes: bool = True) -> Case:
+    """A validated int8 patch_embed of a [c, gh*p, gw*p] image -> [gh*gw, d] (int8 or int16 tokens;
+    `extremes` as in `requant_consts`)."""
     k = c * patch * patch
-    consts = {"weight": int8_weights(rng, d, k), **requant_consts(rng, d, k)}
+    consts = {"weight": int8_weights(rng, d, k), **requant_consts(rng, d, k, extremes)}
     if out_dtype == "int16":
         consts["multiplier"], consts["shift"] = quantize_multipliers(
             np.exp2(rng.uniform(4.0, 8.0, d)) * 127.0 / (128.0 * 64.0 * np.sqrt(k)))
