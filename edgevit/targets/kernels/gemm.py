@@ -37,10 +37,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-import numpy as np
-
-from edgevit.targets.csrc import ctype_of
-from edgevit.targets.kernels.base import SCHEDULES, Arg, KernelRequest, func_name
+from edgevit.targets.kernels.base import KernelRequest, func_name
+from edgevit.targets.kernels.common import check_request, const_arg, int_arg, row_count, tensor_arg  # noqa: F401
 
 DSP_TILE = (2, 2)     # output tile (rows, cols) of the DSP micro-kernel
 FAST_TILE = (2, 2)    # output tile of the plain fast schedule
@@ -121,23 +119,6 @@ class GemmSpec:
 
 # ---------------------------------------------------------------- request helpers (no TVM)
 
-def check_request(req: KernelRequest, row_wise: bool = True) -> None:
-    """Reject what a GEMM generator cannot honour: an unknown schedule, or `rows` that are not
-    1..N (or set at all for a kernel that is not row-wise)."""
-    if req.schedule not in SCHEDULES:
-        raise ValueError(f"kernel {req.kernel.name!r} ({req.kernel.op}): schedule {req.schedule!r} "
-                         f"is not one of {SCHEDULES}")
-    n = req.in_infos[0].shape[0]
-    if req.rows is not None and (not row_wise or not 1 <= req.rows <= n):
-        raise ValueError(f"kernel {req.kernel.name!r} ({req.kernel.op}): rows={req.rows} is not valid "
-                         f"({'1..' + str(n) if row_wise else 'the kernel is not row-wise'})")
-
-
-def row_count(req: KernelRequest) -> int:
-    """Rows the generated code processes: `req.rows` for a chunked call, else all input rows."""
-    return req.in_infos[0].shape[0] if req.rows is None else req.rows
-
-
 def gemm_func_name(req: KernelRequest, **code_facts: Any) -> str:
     """ev_<op>_<dtype>_<hash> over the op, dtypes, schedule and everything else the code depends on
     (`code_facts`: shapes, rows, weight bits, activation, whether the DSP micro-kernel is used).
@@ -145,21 +126,6 @@ def gemm_func_name(req: KernelRequest, **code_facts: Any) -> str:
     key = {"op": req.kernel.op, "in": [t.dtype for t in req.in_infos], "out": [t.dtype for t in req.out_infos],
            "schedule": req.schedule, **code_facts}
     return func_name(req.kernel.op, req.dtype, key)
-
-
-def tensor_arg(name: str, dtype: str) -> Arg:
-    """A tensor pointer argument."""
-    return Arg("tensor", name, f"{ctype_of(dtype)}*")
-
-
-def const_arg(role: str, value: np.ndarray) -> Arg:
-    """A constant pointer argument (the driver passes the array of constant role `role`)."""
-    return Arg("const", role, f"{ctype_of(np.asarray(value).dtype)}*")
-
-
-def int_arg(value: int, ctype: str = "int32_t") -> Arg:
-    """An integer literal argument (a per-layer scalar such as a zero point)."""
-    return Arg("int", int(value), ctype)
 
 
 def uses_dsp(req: KernelRequest, k: int, int8_operands: bool = True) -> bool:

@@ -67,7 +67,7 @@ def test_arguments_traits_and_plain_c() -> None:
     assert "tvm" not in c.lower() and "Workspace" not in c
     traits = get_kernel("patch_embed").traits
     assert not traits.row_wise and not traits.inplace and not traits.alias
-    with pytest.raises(ValueError, match="not row-wise"):
+    with pytest.raises(ValueError, match="not a row-wise kernel"):
         generate(request(case, rows=1))
 
 
