@@ -91,8 +91,9 @@ def _suggestions(program) -> list[str]:
     return [p for p in SUGGESTED_PASSES if is_float or not p.startswith("quant")]
 
 
-def _calibrate_and_lower(model, passes: str | None, calib, calib_size: int | None, say):
-    """(Program, pass reports as dicts without wall times) after running the pipeline on `model`."""
+def _calibrate_and_lower(model, passes: str | None, calib, calib_size: int | None, say, profile=None):
+    """(Program, pass reports as dicts without wall times) after running the pipeline on `model`;
+    with `profile` every report carries the planned peak memory (arena bytes) before and after its pass."""
     from edgevit.lower import lower
 
     if not passes:
@@ -103,7 +104,7 @@ def _calibrate_and_lower(model, passes: str | None, calib, calib_size: int | Non
     steps = parse_pipeline(passes)
     if calib_size is not None:
         steps = [(n, {**o, "calib": calib_size} if "calib" in o else o) for n, o in steps]
-    result, reports = run_pipeline(model, steps, calib, progress=say)
+    result, reports = run_pipeline(model, steps, calib, progress=say, profile=profile)
     say("lowering")
     return lower(result), [{k: v for k, v in r.to_dict().items() if k != "seconds"} for r in reports]
 
@@ -189,7 +190,8 @@ def compile_artifact(model, profile, out, passes: str | None = None, data: str =
         if passes:  # calibration data first; without passes the budget is checked before any data is read
             say(f"loading the dataset {data}")
             splits = load_dataset(data, root=data_root)
-        program, reports = _calibrate_and_lower(net, passes, splits.train if splits else None, calib_size, say)
+        program, reports = _calibrate_and_lower(net, passes, splits.train if splits else None, calib_size, say,
+                                                profile=prof)
         say("planning memory")
         costs, plan = plan_for(program, prof)
         check_budget(costs, plan, prof, program, passes)

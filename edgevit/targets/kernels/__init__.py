@@ -12,7 +12,7 @@ from edgevit.targets.kernels.base import KernelDef
 _KERNELS: dict[str, KernelDef] = {}
 _LOADED = False
 KERNEL_MODULES = ("linear", "patch_embed", "attention", "layernorm", "add", "add_pos", "gelu",
-                  "cls_concat", "pool", "reshape")
+                  "cls_concat", "pool", "reshape", "token_merge")
 
 
 class UnsupportedKernelError(EdgevitError):
