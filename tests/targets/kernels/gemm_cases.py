@@ -243,14 +243,13 @@ def _firmware_main(case: Case, code: KernelCode, rows: int) -> str:
             '  printf("\\n");\n  return 0;\n}\n')
 
 
-def run_on_qemu(case: Case, code: KernelCode, req: KernelRequest, workdir: Path) -> tuple[np.ndarray, int]:
-    """Build the kernel with the Cortex-M7 profile's arm-none-eabi-gcc flags (-O2) into a bare firmware
-    and run it on qemu-system-arm -icount shift=0; returns (output, SysTick ticks = instructions / 40)."""
+def build_and_run_firmware(source: str, workdir: Path) -> tuple[str, int]:
+    """Link `source` (kernel + a main printing `TICKS <n>` and `OUT <hex>`) into a bare Cortex-M7
+    firmware with the profile's arm-none-eabi-gcc flags (-O2), run it on qemu-system-arm -icount
+    shift=0 and return (the OUT hex string, SysTick ticks = instructions / 40)."""
     from edgevit.profiles.profile import load_profile
 
     profile = load_profile(PROFILE)
-    rows = req.rows or case.tensors["y"].shape[0]
-    source = kernel_source([code], lower_to_c({code.func: code.prim_func})) + _firmware_main(case, code, rows)
     for name, text in (("kernel.c", source), ("startup.c", _STARTUP), ("link.ld", _LINKER)):
         (workdir / name).write_text(text)
     subprocess.run([profile.toolchain.cc, "-O2", *profile.toolchain.cflags, "-Wall", "-Werror", "--specs=rdimon.specs",
@@ -259,7 +258,14 @@ def run_on_qemu(case: Case, code: KernelCode, req: KernelRequest, workdir: Path)
     run = subprocess.run(["qemu-system-arm", "-M", profile.emulator.machine, "-display", "none", "-monitor", "none",
                           "-semihosting", "-icount", "shift=0", "-kernel", "fw.elf"], cwd=workdir, check=True,
                          capture_output=True, text=True, timeout=600)
+    return re.search(r"OUT ([0-9a-f]*)", run.stdout).group(1), int(re.search(r"TICKS (\d+)", run.stdout).group(1))
+
+
+def run_on_qemu(case: Case, code: KernelCode, req: KernelRequest, workdir: Path) -> tuple[np.ndarray, int]:
+    """Build the kernel into a bare firmware and run it on QEMU (build_and_run_firmware);
+    returns (output, SysTick ticks = instructions / 40)."""
+    rows = req.rows or case.tensors["y"].shape[0]
+    source = kernel_source([code], lower_to_c({code.func: code.prim_func})) + _firmware_main(case, code, rows)
+    hex_out, ticks = build_and_run_firmware(source, workdir)
     y = case.tensors["y"]
-    raw = bytes.fromhex(re.search(r"OUT ([0-9a-f]*)", run.stdout).group(1))
-    out = np.frombuffer(raw, dtype=y.dtype).reshape((rows, *y.shape[1:]))
-    return out, int(re.search(r"TICKS (\d+)", run.stdout).group(1))
+    return np.frombuffer(bytes.fromhex(hex_out), dtype=y.dtype).reshape((rows, *y.shape[1:])), ticks

@@ -3,9 +3,7 @@ interpreter: integer programs bit-exact (tokens and sizes), float32 within 1e-4 
 
 from __future__ import annotations
 
-import re
 import shutil
-import subprocess
 from dataclasses import dataclass
 
 import numpy as np
@@ -225,25 +223,16 @@ def _firmware_main(case: MergeCase, code, req) -> str:
 def run_on_qemu(case: MergeCase, workdir) -> tuple[list[np.ndarray], int]:
     """The fast int kernel built with the Cortex-M7 profile's flags (SMLAD path of micro/token_merge.h) and
     run on qemu-system-arm -icount shift=0: (outputs, SysTick ticks = instructions / 40)."""
-    from edgevit.profiles.profile import load_profile
-    from gemm_cases import _LINKER, _STARTUP, PROFILE
+    from gemm_cases import build_and_run_firmware
 
-    profile = load_profile(PROFILE)
     code, req = generate(case)
     source = kernel_source([code], lower_to_c({code.func: code.prim_func})) + _firmware_main(case, code, req)
-    for name, text in (("kernel.c", source), ("startup.c", _STARTUP), ("link.ld", _LINKER)):
-        (workdir / name).write_text(text)
-    subprocess.run([profile.toolchain.cc, "-O2", *profile.toolchain.cflags, "-Wall", "-Werror", "--specs=rdimon.specs",
-                    "-nostartfiles", "-T", "link.ld", "startup.c", "kernel.c", "-o", "fw.elf", "-lrdimon", "-lm"],
-                   cwd=workdir, check=True, capture_output=True, text=True)
-    run = subprocess.run(["qemu-system-arm", "-M", profile.emulator.machine, "-display", "none", "-monitor", "none",
-                          "-semihosting", "-icount", "shift=0", "-kernel", "fw.elf"], cwd=workdir, check=True,
-                         capture_output=True, text=True, timeout=600)
-    raw, outs, pos = bytes.fromhex(re.search(r"OUT ([0-9a-f]*)", run.stdout).group(1)), [], 0
+    hex_out, ticks = build_and_run_firmware(source, workdir)
+    raw, outs, pos = bytes.fromhex(hex_out), [], 0
     for info in req.out_infos:
         outs.append(np.frombuffer(raw[pos:pos + info.nbytes], dtype=info.dtype).reshape(info.shape))
         pos += info.nbytes
-    return outs, int(re.search(r"TICKS (\d+)", run.stdout).group(1))
+    return outs, ticks
 
 
 @needs_qemu
