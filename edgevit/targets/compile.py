@@ -113,13 +113,8 @@ def plan_for(program, profile):
     """(Costs, MemoryPlan) of `program` on `profile` from the profile's Target."""
     from edgevit.targets.base import get_target
 
-    costs = get_target(profile).estimate(program, profile)
-    plan = costs.plan
-    if plan is None:
-        from edgevit.targets.planner import plan_program
-
-        plan = plan_program(program, profile)
-    return costs, plan
+    costs = get_target(profile).estimate(program, profile)  # the MCU target's Costs carry their plan
+    return costs, costs.plan
 
 
 def _umask() -> int:
