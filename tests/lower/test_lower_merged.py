@@ -8,12 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from edgevit.lower import lower_float, lower_int8
 from edgevit.lower.reference import quantize_input, run_program
 from edgevit.model.counts import count_macs
+from edgevit.model import vit
 from edgevit.model.vit import build_like, build_model
 from tests.lower.int8_helpers import minmax_qmodel, randomise
 from tests.model.merge_strategies import merged_vit_specs
@@ -30,6 +31,44 @@ def assert_close_logits(got: np.ndarray, ref: np.ndarray) -> None:
     np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5 * max(float(np.abs(ref).max()), 1e-3))
 
 
+TIE_MARGIN = 1e-4  # cosine-similarity gap below which float32 key noise may flip a merge decision
+
+
+def merge_margin(keys: torch.Tensor, r: int, protect: int) -> float:
+    """Smallest gap behind torch's merge decisions on keys [B, N, hd]: each merged A token's best vs
+    second-best B similarity, and the r-th vs (r+1)-th best A score (inf if nothing is decided)."""
+    metric = keys.double() / keys.double().norm(dim=-1, keepdim=True).clamp_min(1e-300)
+    scores = metric[:, ::2] @ metric[:, 1::2].transpose(1, 2)
+    scores[:, :protect] = -float("inf")
+    top = scores.topk(min(2, scores.shape[-1]), dim=-1).values
+    best = top[..., 0]
+    order = best.sort(dim=-1, descending=True).values
+    gaps = [float("inf")]
+    if order.shape[1] > r:
+        gaps.append(float((order[:, r - 1] - order[:, r]).min()))
+    if top.shape[-1] == 2:
+        src = best.sort(dim=-1, descending=True, stable=True).indices[:, :r]
+        gaps.append(float((top[..., 0] - top[..., 1]).gather(1, src).min()))
+    return min(g for g in gaps if g == g)  # NaN (inf - inf for protected rows) never decides
+
+
+def torch_logits_and_margin(model, x: np.ndarray) -> tuple[np.ndarray, float]:
+    """The model's logits on x and the smallest merge-decision margin over all its merges."""
+    margins, merge_order = [], vit.merge_order
+
+    def recording(keys, r, protect):
+        margins.append(merge_margin(keys, r, protect))
+        return merge_order(keys, r, protect)
+
+    vit.merge_order = recording
+    try:
+        with torch.no_grad():
+            logits = model(torch.from_numpy(x)).numpy()
+    finally:
+        vit.merge_order = merge_order
+    return logits, min(margins, default=float("inf"))
+
+
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(spec=merged_vit_specs(), seed=st.integers(0, 2**16), fuse=st.booleans(), chunk=st.sampled_from([None, 2]))
 def test_merged_float_program_matches_torch(spec, seed, fuse, chunk):
@@ -42,8 +81,8 @@ def test_merged_float_program_matches_torch(spec, seed, fuse, chunk):
     first = next((i for i, b in enumerate(spec.blocks) if b.merge_r), spec.depth)
     assert len(sized) == max(0, spec.depth - first - 1)  # every attention after the first merge
     x = images(spec, 5, seed)
-    with torch.no_grad():
-        ref = model(torch.from_numpy(x)).numpy()
+    ref, margin = torch_logits_and_margin(model, x)
+    assume(margin > TIE_MARGIN)  # a near-tie is decided by float32 noise, differently in torch and NumPy
     assert_close_logits(run_program(program, {"image": x}, batch_size=chunk)["logits"], ref)
 
 
