@@ -57,3 +57,17 @@ def test_bad_inputs_exit_2_with_one_clear_line(tmp_path):
 def test_zoo_model_evaluates():
     result = json.loads(run("eval", "models/fmnist-tiny", "--data", "fashion-mnist", "--json", "--limit", "500").stdout)
     assert result["params"] == 139018 and result["top1"] > 0.8
+
+
+def test_spec_with_a_smaller_input_resolution_trains_and_evaluates_on_resized_data(tmp_path, synthetic_npz):
+    spec = tmp_path / "s14.yaml"
+    spec.write_text("image_size: 14\nin_channels: 1\npatch_size: 7\nembed_dim: 8\nnum_classes: 10\n"
+                    "depth: 1\nheads: 2\nmlp_hidden: 16\n")
+    out = tmp_path / "run14"
+    run("train", "--spec", spec, "--data", synthetic_npz, "--epochs", "1", "--out", out, "--threads", "1")
+    result = json.loads(run("eval", out, "--data", synthetic_npz, "--json", "--limit", "20").stdout)
+    assert result["images"] == 20 and 0.0 <= result["top1"] <= 1.0
+    big = tmp_path / "s56.yaml"
+    big.write_text(spec.read_text().replace("image_size: 14", "image_size: 56"))
+    r = run("train", "--spec", big, "--data", synthetic_npz, "--epochs", "1", "--out", tmp_path / "r56", check=False)
+    assert r.returncode == 2 and "56x56" in r.stderr and "28x28" in r.stderr

@@ -10,7 +10,8 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from edgevit.data import ArrayDataset, load_dataset
+from edgevit.data import ArrayDataset
+from edgevit.data.resize import load_for_spec
 from edgevit.errors import UserInputError
 from edgevit.model.counts import count_macs, count_params
 
@@ -90,7 +91,7 @@ def evaluate_checkpoint(path: Path, data: str, split: str = "test", limit: int |
 
         parse_pipeline(passes)  # fail on a bad pipeline before loading anything
     model = load_checkpoint(path)
-    splits = load_dataset(data, root=data_root)
+    splits = load_for_spec(data, model.spec, data_root, str(path))
     ds = splits.get(split)
     if limit is not None:
         ds = ds.take(limit)

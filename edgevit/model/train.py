@@ -18,7 +18,8 @@ import torch
 from torch import nn
 
 from edgevit import __version__
-from edgevit.data import ArrayDataset, compute_normalization, load_dataset
+from edgevit.data import ArrayDataset, compute_normalization
+from edgevit.data.resize import load_for_spec
 from edgevit.errors import CheckpointError, UserInputError
 from edgevit.model.checkpoint import checkpoint_info, load_checkpoint, save_checkpoint
 from edgevit.model.evaluate import accuracy
@@ -154,10 +155,7 @@ def train_model(spec_path: Path, data: str, out: Path, cfg: TrainConfig, init: P
     spec = ViTSpec.load(spec_path)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    splits = load_dataset(data, root=data_root)
-    if splits.train.image_shape != (spec.in_channels, spec.image_size, spec.image_size):
-        raise UserInputError(f"{spec_path}: spec expects images {(spec.in_channels, spec.image_size, spec.image_size)} "
-                             f"but {data} has {splits.train.image_shape}")
+    splits = load_for_spec(data, spec, data_root, str(spec_path))  # resized down if the spec asks for it
     if spec.num_classes != len(splits.train.classes):
         raise UserInputError(f"{spec_path}: num_classes is {spec.num_classes} but {data} has {len(splits.train.classes)} classes")
     torch.manual_seed(cfg.seed)

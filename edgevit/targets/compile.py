@@ -162,7 +162,7 @@ def compile_artifact(model, profile, out, passes: str | None = None, data: str =
     vectors, files, seconds). Errors: UserInputError (bad options, OUT exists), InfeasibleError
     (over budget; nothing written), and those of the loaders.
     """
-    from edgevit.data import load_dataset
+    from edgevit.data.resize import load_for_spec
     from edgevit.model.checkpoint import load_checkpoint
     from edgevit.profiles.profile import load_profile
     from edgevit.targets.mcu.emit import artifact_files
@@ -184,7 +184,7 @@ def compile_artifact(model, profile, out, passes: str | None = None, data: str =
         splits = None
         if passes:  # calibration data first; without passes the budget is checked before any data is read
             say(f"loading the dataset {data}")
-            splits = load_dataset(data, root=data_root)
+            splits = load_for_spec(data, net.spec, data_root, str(model))
         program, reports = _calibrate_and_lower(net, passes, splits.train if splits else None, calib_size, say,
                                                 profile=prof)
         say("planning memory")
@@ -192,7 +192,7 @@ def compile_artifact(model, profile, out, passes: str | None = None, data: str =
         check_budget(costs, plan, prof, program, passes)
         if splits is None:
             say(f"loading the dataset {data}")
-            splits = load_dataset(data, root=data_root)
+            splits = load_for_spec(data, net.spec, data_root, str(model))
         say(f"test vectors: {vectors} images of the test split through the reference interpreter")
         vecs = dataset_vectors(program, splits.test, vectors)
         files = artifact_files(program, prof, plan, vectors=vecs, passes=passes, schedule=schedule,
