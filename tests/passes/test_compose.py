@@ -1,5 +1,5 @@
 """Passes compose: any order of tome / prune / lowrank (then quant) gives a model that matches its ViTSpec,
-whose float Program matches torch and whose int8 Program validates and runs."""
+whose float Program matches torch and whose int8 Program validates, runs and is planned by the MCU backend."""
 
 from __future__ import annotations
 
@@ -22,7 +22,9 @@ from edgevit.model.vit import VisionTransformer, build_model
 from edgevit.passes.pipeline import run_pipeline
 from edgevit.passes.qconfig import QuantizedViT
 from tests.conftest import vit_specs
+from edgevit.targets.planner import plan_program
 from tests.lower.int8_helpers import minmax_qmodel, randomise
+from tests.targets.test_planner import check_buffers
 
 STEPS = {"tome": "tome(r=3)", "prune": "prune(heads=0.25,mlp=0.3,importance=magnitude)",
          "lowrank": "lowrank(ratio=0.5)"}
@@ -35,8 +37,10 @@ def dataset(spec: ViTSpec, n: int = 48, seed: int = 0) -> ArrayDataset:
                         classes=[str(c) for c in range(spec.num_classes)], name="synthetic")
 
 
-def check_result(model: VisionTransformer, data: ArrayDataset) -> None:
-    """Weights match the spec; analytic counts match; float Program == torch; int8 Program validates and runs."""
+def check_result(model: VisionTransformer, data: ArrayDataset):
+    """Weights match the spec; analytic counts match; float Program == torch; int8 Program validates and runs.
+
+    Returns the int8 Program."""
     check_state_dict(VisionTransformer(model.spec), model.state_dict(), "pass result")
     assert count_params(model.spec) == model.num_params()
     program = lower_float(model)
@@ -49,6 +53,7 @@ def check_result(model: VisionTransformer, data: ArrayDataset) -> None:
     int8 = lower_int8(minmax_qmodel(model, model.preprocess.apply(data.images[:16])))
     int8.validate()
     assert run_program(int8, quantize_input(int8, x))["logits"].shape == (6, model.spec.num_classes)
+    return int8
 
 
 @pytest.fixture(scope="module")
@@ -86,14 +91,17 @@ def test_tome_prune_lowrank_then_quant_gives_an_int8_program(base):
        r=st.integers(0, 4), heads=st.sampled_from([0.0, 0.3, 0.6]), mlp=st.sampled_from([0.0, 0.5]),
        blocks=st.integers(0, 1), ratio=st.sampled_from([0.3, 0.7, 1.0]),
        importance=st.sampled_from(["magnitude", "activation", "taylor"]), data=st.data())
-def test_random_specs_and_options_always_lower(spec, seed, r, heads, mlp, blocks, ratio, importance, data):
+def test_random_specs_and_options_always_lower_and_plan(spec, seed, r, heads, mlp, blocks, ratio, importance, data):
     model = randomise(build_model(spec, seed=seed), seed)
     blocks = min(blocks, spec.depth - 1)
     steps = [f"tome(r={r})", f"prune(heads={heads},mlp={mlp},blocks={blocks},importance={importance},calib=16)",
              f"lowrank(ratio={ratio})"]
     order = data.draw(st.permutations(steps))
     out, _ = run_pipeline(model, ",".join(order), dataset(spec, 24, seed))
-    check_result(out, dataset(spec, 24, seed))
+    int8 = check_result(out, dataset(spec, 24, seed))
+    plan = plan_program(int8)  # ... and the MCU backend plans it: a valid arena, every tensor placed
+    check_buffers(int8, plan)
+    assert plan.lower_bound_bytes <= plan.arena_bytes <= plan.naive_bytes
 
 
 ZOO = Path(__file__).resolve().parents[2] / "models" / "fmnist-tiny"
