@@ -33,6 +33,9 @@ def _register_subapps() -> None:
     from edgevit.passes.cli import app as passes_app
 
     app.add_typer(passes_app, name="passes")
+    from edgevit.nas.cli import search_cmd
+
+    app.command("search")(search_cmd)
 
 
 @app.command()

@@ -1,0 +1,66 @@
+"""The search's picture: accuracy vs peak SRAM of every evaluated candidate, the Pareto front, the budget.
+
+Drawn with matplotlib's Agg canvas directly (no pyplot, no global backend switch), written
+atomically (temp file + rename).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+
+def _kib(n: float) -> float:
+    return n / 1024.0
+
+
+def plot_front(path: Path, candidates: Sequence, front: Sequence, best, sram_budget: int, title: str = "") -> Path:
+    """Write a PNG to `path`: every candidate (accuracy vs peak SRAM in KiB) faint, the front as a
+    highlighted step line, the SRAM budget as a vertical line, the best spec marked. Returns `path`.
+
+    candidates / front: objects with `accuracy` (0..1) and `sram_bytes`; best: one of them or None.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7.0, 4.6), dpi=110)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    xs = [_kib(c.sram_bytes) for c in candidates]
+    ys = [100.0 * c.accuracy for c in candidates]
+    ax.scatter(xs, ys, s=14, color="tab:gray", alpha=0.35, linewidths=0, label=f"evaluated ({len(xs)})")
+    if front:
+        fx = [_kib(c.sram_bytes) for c in front]
+        fy = [100.0 * c.accuracy for c in front]
+        ax.step(fx, fy, where="post", color="tab:blue", linewidth=1.4, alpha=0.8)
+        ax.scatter(fx, fy, s=30, color="tab:blue", zorder=3, label=f"Pareto front ({len(front)})")
+    ax.axvline(_kib(sram_budget), color="tab:red", linestyle="--", linewidth=1.2,
+               label=f"SRAM budget {_kib(sram_budget):,.0f} KiB")
+    if best is not None:
+        ax.scatter([_kib(best.sram_bytes)], [100.0 * best.accuracy], s=160, marker="*", color="tab:orange",
+                   edgecolors="black", linewidths=0.6, zorder=4,
+                   label=f"best {best.spec.name}: {100 * best.accuracy:.1f}%" if hasattr(best, "spec") else "best")
+    ax.set_xlabel("peak SRAM (arena + stack), KiB — from the memory planner")
+    ax.set_ylabel("supernet validation top-1, %")
+    ax.set_title(title or "NAS: accuracy vs peak SRAM")
+    ax.grid(True, alpha=0.3)
+    right = max(xs + [_kib(sram_budget)]) if xs else _kib(sram_budget)
+    if xs and _kib(sram_budget) > 4 * max(xs):  # candidates far below the budget: log scale keeps both visible
+        from matplotlib.ticker import FuncFormatter
+
+        ax.set_xscale("log")
+        ax.set_xlim(min(xs) / 1.3, right * 1.3)
+        plain = FuncFormatter(lambda v, _: f"{v:g}")
+        ax.xaxis.set_major_formatter(plain)
+        ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if str(v)[0] in "1235" else ""))
+        ax.tick_params(axis="x", which="minor", labelsize=7)
+    else:
+        ax.set_xlim(0, right * 1.08)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    fig.savefig(tmp, format="png")
+    os.replace(tmp, path)
+    return path
