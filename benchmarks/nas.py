@@ -1,0 +1,166 @@
+"""NAS vs the hand-designed fmnist-tiny: search, fine-tune, compile, run on QEMU, compare.
+
+For each profile (default: stm32f746-disco, then nrf52840, a tighter SRAM budget):
+1. `edgevit search --profile P --data fashion-mnist --time-budget B --out DIR` (an existing,
+   finished DIR of the same settings is reused: the search resumes and ends at once);
+2. the candidate compared with fmnist-tiny: the front's most accurate spec whose peak SRAM
+   (arena + stack, the planner's figure) is <= fmnist-tiny's on the same profile — and the
+   search's overall best too when it differs; its supernet weights are extracted as a checkpoint;
+3. fine-tuning with fmnist-tiny's recipe (`--epochs 15+10`: 15 epochs lr 2e-3, then 10 at lr 5e-4
+   with lighter augmentation — see models/fmnist-tiny/README.md), starting from the inherited weights;
+4. `edgevit eval` (fp32 test top-1, 10k images), `edgevit compile --passes "quant(w=8,a=8)"` and
+   `edgevit run --runner qemu --count N`, for the searched model and for fmnist-tiny alike.
+
+Prints one JSON document: per profile the two rows (searched, fmnist-tiny) with top-1, peak SRAM,
+arena, flash, MACs, QEMU instructions and bit-exactness, the estimate-vs-artifact check, and the
+target: higher top-1 at equal or lower peak SRAM (or the front and why not).
+
+    .venv/bin/python benchmarks/nas.py [--time-budget 30m] [--epochs 15+10] [--profiles ...] [--work runs/nas-bench]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ROOT / "models" / "fmnist-tiny"
+PROFILES = ("stm32f746-disco", "nrf52840")
+STAGES = ({"lr": "2e-3"}, {"lr": "5e-4", "shift": "1", "no_flip": True, "warmup": "0.2", "ls": "0.05"})
+
+
+def log(msg: str) -> None:
+    """Progress on stderr (stdout holds the JSON document)."""
+    print(msg, file=sys.stderr, flush=True)
+
+
+def edgevit(*args, json_out: bool = False):
+    """Run the edgevit console script; stderr passes through; parsed JSON stdout when asked."""
+    exe = shutil.which("edgevit") or str(Path(sys.executable).parent / "edgevit")
+    cmd = [exe, *map(str, args)]
+    log("$ " + " ".join(cmd))
+    r = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    if r.returncode != 0:
+        raise SystemExit(f"benchmarks/nas.py: `{' '.join(cmd)}` exited {r.returncode}")
+    return json.loads(r.stdout) if json_out else r.stdout
+
+
+def parse_epochs(text: str) -> list[int]:
+    """"15+10" -> [15, 10] (one or two stages)."""
+    parts = [int(p) for p in text.split("+") if p.strip()]
+    if not 1 <= len(parts) <= 2 or min(parts) < 1:
+        raise SystemExit(f"--epochs: give one or two positive counts like 15+10 (got {text!r})")
+    return parts
+
+
+def finetune(init: Path, out: Path, epochs: list[int]) -> Path:
+    """fmnist-tiny's recipe from the inherited weights in `init`; returns the last stage's checkpoint."""
+    spec = init / "spec.yaml"
+    for i, (n, stage) in enumerate(zip(epochs, STAGES)):
+        stage_out = out / f"stage{i + 1}"
+        args = ["train", "--spec", spec, "--init", init, "--data", "fashion-mnist", "--epochs", n,
+                "--lr", stage["lr"], "--out", stage_out]
+        if "shift" in stage:
+            args += ["--shift", stage["shift"], "--no-flip", "--warmup-epochs", stage["warmup"],
+                     "--label-smoothing", stage["ls"]]
+        edgevit(*args)
+        init = stage_out
+    return init
+
+
+def extract(search_dir: Path, spec_yaml: str, out: Path) -> Path:
+    """The supernet's weights for `spec_yaml` as a checkpoint in `out` (edgevit train --init-able)."""
+    from edgevit.model.checkpoint import save_checkpoint
+    from edgevit.model.spec import ViTSpec
+    from edgevit.nas.supernet import load_supernet
+
+    supernet = load_supernet(search_dir / "supernet")
+    save_checkpoint(supernet.extract(ViTSpec.from_yaml(spec_yaml)), out, info={"from": str(search_dir)})
+    return out
+
+
+def measure(checkpoint: Path, profile: str, work: Path, count: int) -> dict:
+    """fp32 top-1, then int8 compile + QEMU run: one row of figures."""
+    ev = edgevit("eval", checkpoint, "--data", "fashion-mnist", "--json", json_out=True)
+    art = work / f"artifact-{profile}"
+    comp = edgevit("compile", checkpoint, "--profile", profile, "--passes", "quant(w=8,a=8)", "--out", art,
+                   "--force", "--vectors", count, "--json", json_out=True)
+    run = edgevit("run", art, "--runner", "qemu", "--count", count, "--json", json_out=True)
+    mem = comp["memory"]
+    return {"checkpoint": str(checkpoint), "fp32_top1": ev["top1"], "macs": ev["macs"], "params": ev["params"],
+            "arena_bytes": mem["arena_bytes"], "stack_bytes": mem.get("stack_bytes"),
+            "sram_bytes": mem["arena_bytes"] + (mem.get("stack_bytes") or 0), "flash_bytes": mem["flash_bytes"],
+            "qemu_instructions": run.get("instructions_per_inference"),
+            "qemu_latency_ms": run.get("estimated_latency_ms"), "qemu_bit_exact": run["matches"] == run["count"],
+            "int8_top1_qemu": run.get("top1"), "vectors": run["count"]}
+
+
+def tiny_sram(profile: str) -> int:
+    """fmnist-tiny's planned peak SRAM (arena + stack) on `profile`, from the same Estimator."""
+    from edgevit.model.spec import ViTSpec
+    from edgevit.nas.estimate import Estimator
+
+    return Estimator(profile)(ViTSpec.load(TINY / "spec.yaml")).sram_bytes
+
+
+def pick(front: dict, limit: int) -> dict | None:
+    """The most accurate front candidate with sram_bytes <= limit."""
+    ok = [c for c in front["front"] if c["costs"]["sram_bytes"] <= limit]
+    return max(ok, key=lambda c: c["accuracy"], default=None)
+
+
+def bench_profile(profile: str, args, work: Path) -> dict:
+    """Search, pick, fine-tune, measure, compare with fmnist-tiny on one profile."""
+    out = work / profile
+    t0 = time.perf_counter()
+    edgevit("search", "--profile", profile, "--data", "fashion-mnist", "--time-budget", args.time_budget,
+            "--out", out / "search", "--seed", args.seed)
+    search_s = time.perf_counter() - t0
+    front = json.loads((out / "search" / "front.json").read_text())
+    limit = tiny_sram(profile)
+    chosen = pick(front, limit)
+    result = {"profile": profile, "search_seconds": round(search_s, 1), "tiny_sram_bytes": limit,
+              "front": [{"name": c.get("name"), "accuracy": c["accuracy"], "sram_bytes": c["costs"]["sram_bytes"]}
+                        for c in front["front"]]}
+    if chosen is None:
+        result["note"] = "no front candidate has peak SRAM <= fmnist-tiny's: see the front"
+        return result
+    ckpt = extract(out / "search", chosen["spec"], out / "inherited")
+    tuned = finetune(ckpt, out / "finetune", parse_epochs(args.epochs))
+    searched = measure(tuned, profile, out, args.count)
+    searched.update(spec=chosen["spec"], supernet_accuracy=chosen["accuracy"], estimate=chosen["costs"])
+    searched["estimate_equals_artifact"] = (chosen["costs"]["arena_bytes"] == searched["arena_bytes"]
+                                            and chosen["costs"]["flash_bytes"] == searched["flash_bytes"])
+    tiny = measure(TINY, profile, out / "tiny", args.count)
+    result.update(searched=searched, fmnist_tiny=tiny, target={
+        "higher_top1": searched["fp32_top1"] > tiny["fp32_top1"],
+        "equal_or_lower_sram": searched["sram_bytes"] <= tiny["sram_bytes"],
+        "met": searched["fp32_top1"] > tiny["fp32_top1"] and searched["sram_bytes"] <= tiny["sram_bytes"]})
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run every profile; print the JSON document."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--profiles", nargs="*", default=list(PROFILES))
+    ap.add_argument("--time-budget", default="30m", help="search time budget per profile")
+    ap.add_argument("--epochs", default="15+10", help="fine-tune stages (fmnist-tiny's recipe: 15+10)")
+    ap.add_argument("--count", type=int, default=20, help="QEMU test vectors")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--work", type=Path, default=ROOT / "runs" / "nas-bench")
+    args = ap.parse_args(argv)
+    parse_epochs(args.epochs)
+    t0 = time.perf_counter()
+    rows = [bench_profile(p, args, args.work) for p in args.profiles]
+    settings = {"time_budget": args.time_budget, "epochs": args.epochs, "count": args.count, "seed": args.seed,
+                "seconds": round(time.perf_counter() - t0, 1)}
+    print(json.dumps({"profiles": rows, "settings": settings}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
