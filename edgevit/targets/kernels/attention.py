@@ -349,7 +349,7 @@ def generate(req: KernelRequest) -> KernelCode:
     if x.dtype == "float32":
         scale = float(np.float32(a["scale"]))
         args = (tensor_arg(x.name, x.dtype), *size_args, tensor_arg(y.name, y.dtype), Arg("scratch", None, "float*"))
-        return KernelCode(kernel_func_name(req, scale=scale.hex()), float_func(n, h, hd, scale, fast, size is not None),
+        return KernelCode(kernel_func_name(req, heads=h, head_dim=hd, scale=scale.hex()), float_func(n, h, hd, scale, fast, size is not None),
                           args, scratch_bytes=scratch, helpers=(F32_HELPER,))
     table = req.consts["score_lut"]
     frac_bits = int(table[0]).bit_length() - 1
@@ -361,7 +361,7 @@ def generate(req: KernelRequest) -> KernelCode:
             tensor_arg(y.name, y.dtype), Arg("scratch", None, "int32_t*"), int_arg(a["score_multiplier"]),
             int_arg(a["score_shift"]), int_arg(a["out_multiplier"]), int_arg(a["out_shift"]),
             int_arg(a["out_quant"]["zero_point"]))
-    return KernelCode(kernel_func_name(req, frac_bits=frac_bits), prim, args, scratch_bytes=scratch)
+    return KernelCode(kernel_func_name(req, heads=h, head_dim=hd, frac_bits=frac_bits), prim, args, scratch_bytes=scratch)
 
 
 KERNEL = register_kernel(KernelDef(op="attention", traits=KernelTraits(scratch=scratch_bytes), generate=generate,

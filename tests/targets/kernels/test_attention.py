@@ -93,3 +93,12 @@ def test_proportional_attention_with_token_sizes(dtype, schedule, qscale) -> Non
     assert code.scratch_bytes == kernel_def("attention").traits.scratch(case.kernel, list(req.in_infos), [], None)
     assert code.scratch_bytes == n * (4 if dtype == "int8" else 8)
     assert_no_tvm(c_source(case, schedule=schedule))
+
+
+@pytest.mark.parametrize("dtype", ["int8", "float32"])
+def test_other_head_split_of_the_same_shapes_is_another_function(dtype) -> None:
+    """2 heads x 16 and 1 head x 32 read and write the same shapes but compute differently: sharing one
+    C function gave wrong firmware outputs (found by the NAS latency calibration)."""
+    rng = np.random.default_rng(3)
+    two, one = attention_case(rng, 10, 2, 16, dtype), attention_case(rng, 10, 1, 32, dtype)
+    assert generate(two)[0].func != generate(one)[0].func
