@@ -3,20 +3,20 @@
 Every kernel call costs `sum_f coefficient[key][f] * work[f]`, where `key` names the op (and its
 variant) and the work features are counted from the call's shapes (`kernel_work`):
 
-| key          | features (per call; n = the rows the call processes)                                  |
-|--------------|----------------------------------------------------------------------------------------|
-| linear       | calls, outputs n*M, columns M (per-column requantize values), gelu n*M (fused GELU  |
-|              | table); MACs by path and region (`_linear_work`): dsp_main / dsp_edge (8-bit,        |
-|              | K % 4 == 0, DSP core: SMLAD micro-kernel), plain_* (other 8-bit), w4_* (4-bit),      |
-|              | plain_iters (reduction-loop iterations of the non-DSP paths)                           |
-| patch_embed  | calls, macs_dsp (patch % 4 == 0 on a DSP core), macs_plain, outputs P*D                |
-| attention    | calls, macs 2*N*N*A (QK^T and PV), scores H*N*N, size_scores H*N*N with the log-size    |
-|              | input (token merging upstream), rows H*N (per-row softmax)                             |
-| token_merge  | calls, units N (isqrt + division per unit key), keys N*H*hd, pairs Na*Nb*hd (similari- |
+| key          | features (per call; n = the rows the call processes)                                   |
+|--------------|-----------------------------------------------------------------------------------------|
+| linear       | calls, outputs n*M, columns M (per-column requantize values), gelu n*M (fused GELU      |
+|              | table); MACs by path and region (`_linear_work`): dsp_main / dsp_edge (8-bit,            |
+|              | K % 4 == 0, DSP core: SMLAD micro-kernel), plain_* (other 8-bit), w4_* (4-bit),          |
+|              | plain_iters (reduction-loop iterations of the non-DSP paths)                            |
+| patch_embed  | calls, macs_dsp (patch % 4 == 0 on a DSP core), macs_plain, outputs P*D                 |
+| attention    | calls, macs 2*N*N*A (QK^T and PV), scores H*N*N, size_scores H*N*N with the log-size     |
+|              | input (token merging upstream), rows H*N (per-row softmax)                              |
+| token_merge  | calls, units N (isqrt + division per unit key), keys N*H*hd, pairs Na*Nb*hd (similari-  |
 |              | ties), selection r*Na (r sweeps), tokens N*D (output rows), merged r*D (weighted means) |
-| layernorm    | calls, rows n, elements n*D                                                            |
-| add, add_pos, gelu, cls_concat, pool/cls, pool/mean | calls, elements (output; pool/mean: input)    |
-| reshape      | nothing (an alias: no code)                                                            |
+| layernorm    | calls, rows n, elements n*D                                                             |
+| add, add_pos, gelu, cls_concat, pool/cls, pool/mean: calls, elements (output; pool/mean: input)        |
+| reshape      | nothing (an alias: no code)                                                             |
 
 A Program runs as the memory plan's steps: a chained row-wise kernel is called once per chunk
 (`chunk_rows` rows, the last chunk shorter), so `calls` counts chunks. Whole Program:
