@@ -76,10 +76,12 @@ def augment(images: torch.Tensor, shift: int, flip: bool, gen: torch.Generator) 
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """AdamW groups: decay on matrices/convs; none on biases, norms, cls token and positions."""
+    """AdamW groups: decay on matrices/convs; none on biases, norms, cls token and positions
+    (`pos_embed`, or the supernet's per-grid `pos_embeds.g<grid>`)."""
     decay, no_decay = [], []
     for name, p in model.named_parameters():
-        (no_decay if p.ndim <= 1 or name in ("cls_token", "pos_embed") else decay).append(p)
+        skip = p.ndim <= 1 or name == "cls_token" or name == "pos_embed" or name.startswith("pos_embeds.")
+        (no_decay if skip else decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
@@ -122,6 +124,15 @@ def _save_state(out: Path, model, opt, sched, epoch: int, history: list, spec, c
     os.replace(tmp, out / STATE_FILE)
 
 
+def optimizer_step(model: nn.Module, opt: torch.optim.Optimizer, sched, loss: torch.Tensor) -> None:
+    """One update from a scalar `loss`: backward, gradient norm clipped to 1.0, optimizer and schedule step."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    sched.step()
+
+
 def train_epoch(model, opt, sched, loss_fn, train: ArrayDataset, cfg: TrainConfig, epoch: int, progress) -> tuple[float, float]:
     """One pass over `train` in seeded random order; returns (mean loss, train accuracy)."""
     model.train()
@@ -136,11 +147,7 @@ def train_epoch(model, opt, sched, loss_fn, train: ArrayDataset, cfg: TrainConfi
         y = labels[idx]
         logits = model(x)
         loss = loss_fn(logits, y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
+        optimizer_step(model, opt, sched, loss)
         loss_sum += loss.item() * len(idx)
         correct += (logits.argmax(1) == y).sum().item()
         seen += len(idx)

@@ -289,15 +289,16 @@ def _space_from_dict(d: dict[str, Any]):
 def svd_factors(w: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Balanced truncated SVD of w [out, in] -> (a [rank, in], b [out, rank]) float32, b @ a ~= w.
 
-    a = sqrt(S_r) V_r^T, b = U_r sqrt(S_r), in float64 like passes/lowrank.py; a rank beyond
+    `passes.lowrank.balanced_factors` of the float64 SVD (the lowrank pass's factors); a rank beyond
     min(out, in) is padded with zero rows / columns.
     """
+    from edgevit.passes.lowrank import balanced_factors
+
     u, s, vt = np.linalg.svd(w.detach().double().cpu().numpy(), full_matrices=False)
     r = min(rank, len(s))
-    root = np.sqrt(s[:r])
     a = np.zeros((rank, w.shape[1]))
     b = np.zeros((w.shape[0], rank))
-    a[:r], b[:, :r] = root[:, None] * vt[:r], u[:, :r] * root[None, :]
+    a[:r], b[:, :r] = balanced_factors(u, s, vt, r)
     return torch.from_numpy(a).float(), torch.from_numpy(b).float()
 
 

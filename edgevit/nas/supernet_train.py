@@ -37,7 +37,7 @@ from edgevit.data import compute_normalization
 from edgevit.data.dataset import ArrayDataset, DatasetSplits
 from edgevit.errors import CheckpointError, UserInputError
 from edgevit.model.spec import ViTSpec
-from edgevit.model.train import augment
+from edgevit.model.train import augment, param_groups
 from edgevit.nas.supernet import WEIGHTS_FILE, Supernet, SupernetConfig, save_supernet, supernet_info
 
 STATE_FILE = "supernet_state.pt"
@@ -66,16 +66,6 @@ def lr_factor(step: int, total: int, warmup_frac: float) -> float:
     if step < warm:
         return (step + 1) / warm
     return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, total - warm))))
-
-
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """AdamW groups like `edgevit.model.train.param_groups`: decay on matrices / convs, none on
-    biases, norms, the class token and the position embeddings (here `pos_embeds.g<grid>`)."""
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        skip = p.ndim <= 1 or name == "cls_token" or name.startswith("pos_embeds.")
-        (no_decay if skip else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
 def soft_cross_entropy(logits: torch.Tensor, target_probs: torch.Tensor) -> torch.Tensor:

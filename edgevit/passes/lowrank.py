@@ -52,6 +52,13 @@ def choose_rank(s: np.ndarray, ratio: float | None, energy: float | None) -> int
     return max(1, int(np.searchsorted(np.cumsum(e) / e.sum(), energy - 1e-12) + 1))
 
 
+def balanced_factors(u: np.ndarray, s: np.ndarray, vt: np.ndarray, r: int) -> tuple[np.ndarray, np.ndarray]:
+    """The rank-r split of an SVD w = u diag(s) vt [out, in]: (a [r, in], b [out, r]) = (sqrt(S_r) V_r^T,
+    U_r sqrt(S_r)), so b @ a is the best rank-r approximation and both factors have balanced norms."""
+    root = np.sqrt(s[:r])
+    return root[:, None] * vt[:r], u[:, :r] * root[None, :]
+
+
 def factorise(module: torch.nn.Module, ratio: float | None, energy: float | None) -> tuple[int | None, dict]:
     """(rank or None for dense, state entries relative to the module: a.weight, b.weight, b.bias or weight, bias)."""
     w = dense_weight(module).detach().double().numpy()
@@ -67,9 +74,8 @@ def factorise(module: torch.nn.Module, ratio: float | None, energy: float | None
         if bias is not None:
             state["bias"] = bias.detach().clone()
         return None, state
-    root = np.sqrt(s[:r])
-    state = {"a.weight": torch.from_numpy(root[:, None] * vt[:r]).float(),
-             "b.weight": torch.from_numpy(u[:, :r] * root[None, :]).float()}
+    a, b = balanced_factors(u, s, vt, r)
+    state = {"a.weight": torch.from_numpy(a).float(), "b.weight": torch.from_numpy(b).float()}
     state["b.bias"] = bias.detach().clone() if bias is not None else torch.zeros(out_f)
     return r, state
 

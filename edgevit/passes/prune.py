@@ -33,7 +33,7 @@ from torch import nn
 from edgevit.data import ArrayDataset, calibration_subset
 from edgevit.errors import UserInputError
 from edgevit.model.spec import BlockSpec
-from edgevit.model.train import TrainConfig, augment, make_scheduler, param_groups
+from edgevit.model.train import TrainConfig, augment, make_scheduler, optimizer_step, param_groups
 from edgevit.model.vit import VisionTransformer, build_like, dense_weight
 from edgevit.passes.pipeline import Option, PassReport, register_pass, structural_report
 
@@ -275,11 +275,7 @@ def distill(student: VisionTransformer, teacher: VisionTransformer, data: ArrayD
             logits = student(x)
             kd = nn.functional.kl_div((logits / t).log_softmax(dim=1), soft, log_target=True, reduction="batchmean")
             loss = (1 - KD_WEIGHT) * ce(logits, labels[idx]) + KD_WEIGHT * t * t * kd
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(student.parameters(), 1.0)
-            opt.step()
-            sched.step()
+            optimizer_step(student, opt, sched, loss)
             total += loss.item() * len(idx)
         progress(f"recovery epoch {epoch + 1}/{epochs}: loss {total / len(data):.4f}")
     return student.eval()
