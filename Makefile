@@ -54,7 +54,10 @@ models: setup
 	$(EDGEVIT) train --spec models/fmnist-tiny/spec.yaml --data fashion-mnist --epochs 15 --out runs/fmnist-tiny-1
 	$(EDGEVIT) train --spec models/fmnist-tiny/spec.yaml --init runs/fmnist-tiny-1 --data fashion-mnist --epochs 10 \
 	  --lr 5e-4 --shift 1 --no-flip --warmup-epochs 0.2 --label-smoothing 0.05 --out runs/fmnist-tiny
-	$(EDGEVIT) train --spec models/fmnist-small/spec.yaml --data fashion-mnist --epochs 20 --out runs/fmnist-small
+	$(EDGEVIT) train --spec models/fmnist-small/spec.yaml --data fashion-mnist --epochs 14 --lr 2e-3 --shift 1 \
+	  --label-smoothing 0.05 --warmup-epochs 0.5 --out runs/fmnist-small-1
+	$(EDGEVIT) train --spec models/fmnist-small/spec.yaml --init runs/fmnist-small-1 --data fashion-mnist --epochs 10 \
+	  --lr 5e-4 --shift 1 --no-flip --warmup-epochs 0.2 --label-smoothing 0.05 --out runs/fmnist-small
 	@echo "runs/ holds the new checkpoints; copy spec.yaml + model.safetensors into models/<name>/ to replace the zoo"
 
 clean:
