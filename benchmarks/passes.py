@@ -6,15 +6,18 @@ split) and evaluates the result on the Fashion-MNIST test set (10k images, or th
 float results in torch, the combined pipeline's int8 Program in the reference interpreter.
 
 Tables (the baseline is the unmodified float model, evaluated in the same run):
-- tome:    r (constant and ToMe's decreasing schedule) vs MACs vs top-1, training-free;
+- tome:    r (constant and ToMe's decreasing schedule) vs MACs vs top-1, and per-block schedules
+           calibrated for a MAC cut (`tome(mac_cut=X)`, chosen on train images), all training-free;
 - prune:   heads / MLP fractions vs MACs vs top-1, without and with --recovery-epochs of
            distillation fine-tuning (the issue's point: heads 0.25, MLP 0.3, 1 epoch);
 - lowrank: SVD ratio vs params vs top-1, training-free;
-- combined: tome (the r picked from the tome table) + prune with recovery + quant(w=8,a=8), int8.
+- combined: prune with recovery (the prune row's model, reused) + tome (the schedule picked from the
+           tome table) + quant(w=8,a=8), int8.
 
 Targets: tome >= 1.3x fewer MACs at <= 0.5 pt on fmnist-small; prune(heads=0.25, mlp=0.3) with
-recovery <= 1.0 pt. The picked r is the largest MAC cut within 0.5 pt; `edgevit eval models/fmnist-small
---data fashion-mnist --passes "tome(r=R)" --json` reproduces its row.
+recovery <= 1.0 pt. The picked schedule is the largest MAC cut within 0.5 pt; its row's `reproduce`
+string (`tome(r=[...])`, the per-block r) reproduces it: `edgevit eval models/fmnist-small --data
+fashion-mnist --passes "tome(r=[...])" --json`.
 
 Prints one JSON document to stdout: {"rows": [...], "targets": [...], "settings": {...}}; progress on stderr.
 
@@ -42,6 +45,7 @@ from edgevit.passes.qconfig import QuantizedViT
 ZOO = ("models/fmnist-small", "models/fmnist-tiny")
 PROFILE = "stm32f746-disco"
 TOME_RS = (1, 2, 3, 4, 5, 6, 8)
+TOME_MAC_CUTS = (1.2, 1.3, 1.4, 1.5)
 PRUNE_RATIOS = ((0.25, 0.3), (0.1, 0.1), (0.5, 0.5))
 LOWRANK_RATIOS = (0.75, 0.5, 0.35)
 TOME_MAX_DROP_PT, TOME_MIN_CUT = 0.5, 1.3
@@ -58,11 +62,15 @@ def top1(pred: np.ndarray, labels: np.ndarray) -> float:
     return float((pred == labels).mean()) if len(labels) else 0.0
 
 
-def run_row(model, table: str, passes: str, train, test, base: dict) -> dict:
-    """Run `passes` on `model`, evaluate on `test`; one row with MACs, params, top-1 and deltas vs `base`."""
+def run_row(model, table: str, passes: str, train, test, base: dict, done: str = "") -> tuple[dict, object]:
+    """Run `passes` on `model`, evaluate on `test`: (row with MACs, params, top-1 and deltas vs `base`, result).
+
+    `done` names passes already applied to `model` (the row's `passes` then lists both).
+    """
     t0 = time.perf_counter()
     out, reports = run_pipeline(model, passes, train, profile=PROFILE)
     seconds = time.perf_counter() - t0
+    passes = f"{done},{passes}" if done else passes
     if isinstance(out, QuantizedViT):
         program = lower(out)
         pred, macs, params = predict_program(program, test.images), program.macs(), count_params(out.spec)
@@ -74,9 +82,11 @@ def run_row(model, table: str, passes: str, train, test, base: dict) -> dict:
            "mac_cut": round(base["macs"] / macs, 3), "params": params,
            "param_cut": round(base["params"] / params, 3), "peak_bytes": reports[-1].peak_bytes_after,
            "pass_seconds": round(seconds, 1), "spec": spec_summary(out.spec)}
+    if table == "tome":
+        row["reproduce"] = "tome(r=[%s])" % ",".join(map(str, row["spec"]["merge_r"]))
     log(f"  {table:8s} {passes:58s} top-1 {acc:.4f} ({row['delta_pt']:+.2f} pt)  MACs /{row['mac_cut']:.2f}  "
         f"params /{row['param_cut']:.2f}  {seconds:.0f}s")
-    return row
+    return row, out
 
 
 def spec_summary(spec) -> dict:
@@ -104,24 +114,25 @@ def bench_model(path: Path, train, test, recovery: int) -> tuple[list[dict], dic
     model = load_checkpoint(path)
     log(f"{path}:")
     base = baseline_row(model, test)
-    rows = [base]
-    depth = model.spec.depth
-    for r in TOME_RS:
-        for schedule in ("constant", "decreasing"):
-            if schedule == "decreasing" and r < 2:
-                continue
-            rows.append(run_row(model, "tome", f"tome(r={r},schedule={schedule})", train, test, base))
+    rows, outputs = [base], {}
+
+    def add(table: str, passes: str, start=model, done: str = "") -> None:
+        row, outputs[row["passes"]] = run_row(start, table, passes, train, test, base, done)
+        rows.append(row)
+
+    tome_rows = [f"tome(r={r},schedule={s})" for r in TOME_RS for s in ("constant", "decreasing") if s == "constant" or r >= 2]
+    for passes in tome_rows + [f"tome(mac_cut={cut})" for cut in TOME_MAC_CUTS]:
+        add("tome", passes)
     for heads, mlp in PRUNE_RATIOS:
         for ft in sorted({0, recovery}):
-            rows.append(run_row(model, "prune", f"prune(heads={heads},mlp={mlp},finetune={ft})", train, test, base))
-    if depth > 2:
-        rows.append(run_row(model, "prune", "prune(blocks=1,finetune=0)", train, test, base))
+            add("prune", f"prune(heads={heads},mlp={mlp},finetune={ft})")
+    if model.spec.depth > 2:
+        add("prune", "prune(blocks=1,finetune=0)")
     for ratio in LOWRANK_RATIOS:
-        rows.append(run_row(model, "lowrank", f"lowrank(ratio={ratio})", train, test, base))
+        add("lowrank", f"lowrank(ratio={ratio})")
     picked = pick_tome(rows)
-    tome = picked["passes"] if picked else "tome(r=1)"
-    combined = f"{tome},prune(heads=0.25,mlp=0.3,finetune={recovery}),quant(w=8,a=8)"
-    rows.append(run_row(model, "combined", combined, train, test, base))
+    pruned = f"prune(heads=0.25,mlp=0.3,finetune={recovery})"
+    add("combined", f"{picked['reproduce'] if picked else 'tome(r=1)'},quant(w=8,a=8)", outputs[pruned], pruned)
     for row in rows:
         row["model"] = path.name
     return rows, check_targets(path.name, rows, picked, recovery)
@@ -133,6 +144,7 @@ def check_targets(name: str, rows: list[dict], picked: dict | None, recovery: in
     best_cut = max((r["mac_cut"] for r in rows if r["table"] == "tome"), default=1.0)
     return {"model": name,
             "tome": {"picked": picked["passes"] if picked else None,
+                     "reproduce": picked["reproduce"] if picked else None,
                      "mac_cut": picked["mac_cut"] if picked else 1.0,
                      "delta_pt": picked["delta_pt"] if picked else None,
                      "target": f">= {TOME_MIN_CUT}x fewer MACs at <= {TOME_MAX_DROP_PT} pt",

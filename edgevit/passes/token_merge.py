@@ -9,17 +9,22 @@ merging block's attention, size-weighted averaging and proportional attention (s
 spec, every shape stays static for the compiler. Each r is clamped to what the block can merge,
 (N - prefix) // 2 of its N tokens (the class token is protected); the report notes any clamp.
 A later `tome` replaces the schedule; `tome(r=0)` removes merging (the identity on an unmerged model).
+
+`tome(mac_cut=1.3)` instead chooses the per-block schedule on the calibration images: the greedy
+search of `edgevit.passes.tome_schedule` adds merges where they move the logits least, until MACs
+fall by that factor (still training-free; the report gives the list for `tome(r=[...])`).
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any, Callable
 
+from edgevit.data import ArrayDataset, calibration_subset
 from edgevit.errors import UserInputError
 from edgevit.model.spec import ViTSpec
 from edgevit.model.vit import VisionTransformer, build_like
 from edgevit.passes.pipeline import Option, PassReport, register_pass, structural_report
+from edgevit.passes.tome_schedule import calibrated_schedule, with_merge
 
 SCHEDULES = ("constant", "decreasing")
 
@@ -28,6 +33,10 @@ OPTIONS = {
                 doc="tokens merged per block (an integer, with `schedule`), or one count per block, e.g. [8,4,2,0]"),
     "schedule": Option((str,), "constant", SCHEDULES,
                        doc="constant: r in every block; decreasing: linear from 1.5 r (first block) to 0.5 r (last)"),
+    "mac_cut": Option((float, int), 0.0, minimum=0,
+                      doc="instead of r: choose each block's r on calibration images until MACs fall by this factor "
+                          "(e.g. 1.3; 0 = off)"),
+    "calib": Option((int,), 256, minimum=1, doc="calibration images for mac_cut"),
 }
 
 
@@ -59,26 +68,44 @@ def clamp_schedule(spec: ViTSpec, wanted: list[int]) -> tuple[list[int], list[st
     return rs, notes
 
 
-def merged_spec(spec: ViTSpec, rs: list[int]) -> ViTSpec:
-    """`spec` with blocks[i].merge_r = rs[i]."""
-    return spec.with_blocks([replace(b, merge_r=r) for b, r in zip(spec.blocks, rs)])
+def calibrated_request(model: VisionTransformer, calib_data: ArrayDataset | None, mac_cut: float, calib: int,
+                       r: int | list[int], schedule: str, say: Callable[[str], None]) -> tuple[list[int], list[str]]:
+    """The schedule `calibrated_schedule` picks for `mac_cut` (> 1), with notes; clear errors for misuse."""
+    if r != 0 or schedule != "constant":
+        raise UserInputError("tome: give either mac_cut (the schedule is then chosen per block) or r/schedule, not both")
+    if mac_cut <= 1:
+        raise UserInputError(f"tome: mac_cut={mac_cut} must be above 1 (the factor MACs fall by, e.g. 1.3)")
+    if calib_data is None or len(calib_data) == 0:
+        raise UserInputError("tome: mac_cut needs calibration images (the pipeline's calibration split); "
+                             "give r instead for a data-free schedule")
+    say(f"choosing merge_r per block for MACs /{mac_cut} on {min(calib, len(calib_data))} calibration images")
+    rs, kl = calibrated_schedule(model, calibration_subset(calib_data, calib), float(mac_cut), say)
+    return rs, [f"calibrated for mac_cut={mac_cut}: r={rs} (mean KL to the unmerged logits {kl:.4f}); "
+                f"reproduce with tome(r=[{','.join(map(str, rs))}])"]
 
 
-def token_merge(model: VisionTransformer, calib: Any = None, eval_data: Any = None,
+def token_merge(model: VisionTransformer, calib_data: ArrayDataset | None = None, /, eval_data: Any = None,
                 progress: Callable[[str], None] | None = None, r: int | list[int] = 0,
-                schedule: str = "constant") -> tuple[VisionTransformer, PassReport]:
+                schedule: str = "constant", mac_cut: float = 0.0, calib: int = 256) -> tuple[VisionTransformer, PassReport]:
     """Set the token-merging schedule of `model` (a new model, same weights) and report MACs before / after.
 
-    `calib` is not used (training-free). Returns (merged model, PassReport with the schedule in details).
+    `calib_data` (uint8 images [N, C, H, W]) is only used by `mac_cut`; r and schedule are data-free.
+    Returns (merged model, PassReport with the schedule in details).
     """
-    for name, value in (("r", r), ("schedule", schedule)):
+    for name, value in (("r", r), ("schedule", schedule), ("mac_cut", mac_cut), ("calib", calib)):
         OPTIONS[name].check("tome", name, value)
-    spec = model.spec
-    rs, notes = clamp_schedule(spec, requested_schedule(spec.depth, r, schedule))
-    merged = build_like(model, merged_spec(spec, rs))
+    spec, say = model.spec, progress or (lambda _: None)
+    if mac_cut:
+        rs, notes = calibrated_request(model, calib_data, mac_cut, calib, r, schedule, say)
+        rs, clamp_notes = clamp_schedule(spec, rs)
+        notes += clamp_notes
+    else:
+        rs, notes = clamp_schedule(spec, requested_schedule(spec.depth, r, schedule))
+    merged = build_like(model, with_merge(spec, rs))
     tokens = merged.spec.tokens_per_block()
     notes.append(f"merge_r per block {rs}: tokens per block {tokens[:-1]}, {tokens[-1]} at the head")
-    return merged, structural_report("tome", {"r": r, "schedule": schedule}, model, merged, eval_data, notes,
+    options = {"r": r, "schedule": schedule} if not mac_cut else {"mac_cut": mac_cut, "calib": calib}
+    return merged, structural_report("tome", options, model, merged, eval_data, notes,
                                      {"merge_r": rs, "tokens": tokens})
 
 

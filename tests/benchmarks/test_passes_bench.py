@@ -26,11 +26,12 @@ def test_rows_measure_against_the_baseline_and_targets_can_fail() -> None:
     train, test = data(64, 0), data(40, 1)
     base = baseline_row(model, test)
     assert base["macs"] == count_macs(spec) and 0.0 <= base["top1"] <= 1.0
-    tome = run_row(model, "tome", "tome(r=2)", train, test, base)
+    tome, merged = run_row(model, "tome", "tome(r=2)", train, test, base)
     assert tome["macs"] < base["macs"] and tome["mac_cut"] > 1.0 and tome["spec"]["merge_r"] == [2, 2]
     assert tome["delta_pt"] == round(100 * (tome["top1"] - base["top1"]), 2) and tome["peak_bytes"] > 0
-    quant = run_row(model, "combined", "tome(r=1),quant(w=8,a=8,calib=16)", train, test, base)
-    assert quant["macs"] < base["macs"]
+    assert tome["reproduce"] == "tome(r=[2,2])" and merged.spec.blocks[0].merge_r == 2
+    quant, _ = run_row(merged, "combined", "quant(w=8,a=8,calib=16)", train, test, base, done="tome(r=2)")
+    assert quant["macs"] < base["macs"] and quant["passes"] == "tome(r=2),quant(w=8,a=8,calib=16)"
     bad = dict(tome, delta_pt=-3.0)
     assert pick_tome([bad]) is None
     assert pick_tome([bad, dict(tome, delta_pt=-0.2, mac_cut=1.1)])["mac_cut"] == 1.1

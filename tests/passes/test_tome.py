@@ -65,8 +65,10 @@ def test_r_zero_is_the_identity(model):
 
 
 def test_pipeline_strings_and_errors(model):
-    assert parse_pipeline("tome(r=[3,2,1,0])")[0][1] == {"r": [3, 2, 1, 0], "schedule": "constant"}
-    assert parse_pipeline("tome(r=4,schedule=decreasing)")[0][1] == {"r": 4, "schedule": "decreasing"}
+    assert parse_pipeline("tome(r=[3,2,1,0])")[0][1] == {"r": [3, 2, 1, 0], "schedule": "constant",
+                                                              "mac_cut": 0.0, "calib": 256}
+    assert parse_pipeline("tome(r=4,schedule=decreasing)")[0][1] == {"r": 4, "schedule": "decreasing",
+                                                                      "mac_cut": 0.0, "calib": 256}
     for text, needle in [("tome(r=-1)", "tome: r must be an integer >= 0"), ("tome(r=[1,x])", "tome: r must be"),
                          ("tome(schedule=linear)", "schedule must be one of constant, decreasing"),
                          ("tome(r=[])", "tome: r must be")]:
