@@ -15,7 +15,12 @@ Prints one JSON document: per profile the two rows (searched, fmnist-tiny) with 
 arena, flash, MACs, QEMU instructions and bit-exactness, the estimate-vs-artifact check, and the
 target: higher top-1 at equal or lower peak SRAM (or the front and why not).
 
-    .venv/bin/python benchmarks/nas.py [--time-budget 30m] [--epochs 15+10] [--profiles ...] [--work runs/nas-bench]
+    .venv/bin/python benchmarks/nas.py [--time-budget 30m] [--epochs 15+10[,nrf52840=4+2]] [--profiles ...]
+                                       [--work runs/nas-bench]
+
+The target comparison counts only for profiles fine-tuned with fmnist-tiny's own 15+10 epochs; a
+profile given fewer (`--epochs 15+10,nrf52840=4+2`) gets `"met": null` and a note. Run it alone on
+the machine: the search is time-budgeted, so a loaded machine searches less.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "models" / "fmnist-tiny"
 PROFILES = ("stm32f746-disco", "nrf52840")
+TINY_EPOCHS = "15+10"  # how models/fmnist-tiny was trained (its README)
 STAGES = ({"lr": "2e-3"}, {"lr": "5e-4", "shift": "1", "no_flip": True, "warmup": "0.2", "ls": "0.05"})
 
 
@@ -52,10 +58,28 @@ def edgevit(*args, json_out: bool = False):
 
 def parse_epochs(text: str) -> list[int]:
     """"15+10" -> [15, 10] (one or two stages)."""
-    parts = [int(p) for p in text.split("+") if p.strip()]
+    try:
+        parts = [int(p) for p in text.split("+") if p.strip()]
+    except ValueError:
+        parts = []
     if not 1 <= len(parts) <= 2 or min(parts) < 1:
         raise SystemExit(f"--epochs: give one or two positive counts like 15+10 (got {text!r})")
     return parts
+
+
+def epochs_by_profile(text: str, profiles: list[str]) -> dict[str, str]:
+    """--epochs "15+10" (every profile) or "15+10,nrf52840=4+2" (a default, then per-profile overrides)."""
+    default, table = TINY_EPOCHS, {}
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        name, _, value = item.rpartition("=")
+        if name and name not in profiles:
+            raise SystemExit(f"--epochs: {name!r} is not one of the profiles run ({', '.join(profiles)})")
+        parse_epochs(value)
+        if name:
+            table[name] = value
+        else:
+            default = value
+    return {p: table.get(p, default) for p in profiles}
 
 
 def finetune(init: Path, out: Path, epochs: list[int]) -> Path:
@@ -130,17 +154,22 @@ def bench_profile(profile: str, args, work: Path) -> dict:
     if chosen is None:
         result["note"] = "no front candidate has peak SRAM <= fmnist-tiny's: see the front"
         return result
+    epochs = epochs_by_profile(args.epochs, args.profiles)[profile]
+    result.update(finetune_epochs=epochs, same_epochs_as_tiny=epochs == TINY_EPOCHS)
     ckpt = extract(out / "search", chosen["spec"], out / "inherited")
-    tuned = finetune(ckpt, out / "finetune", parse_epochs(args.epochs))
+    tuned = finetune(ckpt, out / "finetune", parse_epochs(epochs))
     searched = measure(tuned, profile, out, args.count)
     searched.update(spec=chosen["spec"], supernet_accuracy=chosen["accuracy"], estimate=chosen["costs"])
     searched["estimate_equals_artifact"] = (chosen["costs"]["arena_bytes"] == searched["arena_bytes"]
                                             and chosen["costs"]["flash_bytes"] == searched["flash_bytes"])
     tiny = measure(TINY, profile, out / "tiny", args.count)
+    higher, lower = searched["fp32_top1"] > tiny["fp32_top1"], searched["sram_bytes"] <= tiny["sram_bytes"]
     result.update(searched=searched, fmnist_tiny=tiny, target={
-        "higher_top1": searched["fp32_top1"] > tiny["fp32_top1"],
-        "equal_or_lower_sram": searched["sram_bytes"] <= tiny["sram_bytes"],
-        "met": searched["fp32_top1"] > tiny["fp32_top1"] and searched["sram_bytes"] <= tiny["sram_bytes"]})
+        "higher_top1": higher, "equal_or_lower_sram": lower,
+        "met": higher and lower if epochs == TINY_EPOCHS else None})
+    if epochs != TINY_EPOCHS:
+        result["target"]["note"] = (f"fine-tuned {epochs} epochs, not fmnist-tiny's {TINY_EPOCHS}: "
+                                    "the comparison is indicative only")
     return result
 
 
@@ -149,12 +178,13 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--profiles", nargs="*", default=list(PROFILES))
     ap.add_argument("--time-budget", default="30m", help="search time budget per profile")
-    ap.add_argument("--epochs", default="15+10", help="fine-tune stages (fmnist-tiny's recipe: 15+10)")
+    ap.add_argument("--epochs", default=TINY_EPOCHS,
+                    help="fine-tune stages, fmnist-tiny's recipe 15+10; per profile: 15+10,nrf52840=4+2")
     ap.add_argument("--count", type=int, default=20, help="QEMU test vectors")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--work", type=Path, default=ROOT / "runs" / "nas-bench")
     args = ap.parse_args(argv)
-    parse_epochs(args.epochs)
+    epochs_by_profile(args.epochs, args.profiles)
     t0 = time.perf_counter()
     rows = [bench_profile(p, args, args.work) for p in args.profiles]
     settings = {"time_budget": args.time_budget, "epochs": args.epochs, "count": args.count, "seed": args.seed,
