@@ -122,15 +122,20 @@ def search_cmd(
     supernet_share: float = typer.Option(0.65, "--supernet-share", help="Share of the time budget for the supernet."),
     val_images: int = typer.Option(2000, "--val-images", min=1, help="Validation images per candidate."),
     data_root: Optional[Path] = typer.Option(None, "--data-root", help="Where the dataset files live."),
+    max_sram: Optional[str] = typer.Option(None, "--max-sram", help="A tighter SRAM limit than the profile's "
+                                           "(arena + stack), e.g. 24KiB."),
+    supernet: Optional[Path] = typer.Option(None, "--supernet", help="Reuse the supernet of an earlier search "
+                                            "(its OUT directory) with the same space: no training."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
 ) -> None:
     """Search an architecture that fits the device: supernet, then evolution under the memory budget."""
+    from edgevit.nas.reuse import parse_max_sram
     from edgevit.nas.search import SearchOptions, parse_duration, run_search
 
     opts = SearchOptions(profile=profile, out=out, data=data, time_budget_s=parse_duration(time_budget), space=space,
                          latency_ms=latency_ms, population=population, seed=seed, workers=workers,
                          ray_address=ray_address, supernet_share=supernet_share, val_images=val_images,
-                         data_root=data_root)
+                         data_root=data_root, max_sram=parse_max_sram(max_sram), supernet=supernet)
     with RichReporter() as reporter:
         result = run_search(opts, reporter)
     if as_json:

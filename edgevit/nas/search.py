@@ -69,6 +69,8 @@ class SearchOptions:
     supernet_share: float = 0.65
     val_images: int = 2000
     data_root: Path | None = None
+    max_sram: int | None = None      # bytes: a tighter SRAM limit than the profile's (edgevit.nas.reuse)
+    supernet: Path | None = None     # reuse this trained supernet: no training, the whole budget evolves
 
     def check(self) -> None:
         """UserInputError naming the first bad option."""
@@ -161,7 +163,8 @@ def check_feasible(space, estimate: Callable, profile, latency_ms: float | None,
 def _identity(profile, space, opts: SearchOptions) -> dict[str, Any]:
     """What must match to resume a search in the same OUT."""
     ident = {"profile": profile.name, "sram_budget": profile.sram_bytes, "flash_budget": profile.flash_bytes,
-             "space": space.to_dict(), "data": str(opts.data), "seed": opts.seed, "val_images": opts.val_images}
+             "space": space.to_dict(), "data": str(opts.data), "seed": opts.seed, "val_images": opts.val_images,
+             "supernet": None if opts.supernet is None else str(opts.supernet)}
     return json.loads(json.dumps(ident))
 
 
@@ -195,9 +198,10 @@ def _load_inputs(opts: SearchOptions, reporter: Reporter):
     """(profile, splits, space, space_source) for the options."""
     from edgevit.data import load_dataset
     from edgevit.nas.space import SearchSpace, default_space
+    from edgevit.nas.reuse import limit_sram
     from edgevit.profiles.profile import load_profile
 
-    profile = load_profile(opts.profile)
+    profile = limit_sram(load_profile(opts.profile), opts.max_sram)
     reporter.stage(f"loading the dataset {opts.data}")
     splits = load_dataset(opts.data, root=opts.data_root)
     shape, classes = splits.train.image_shape, splits.train.num_classes
@@ -281,6 +285,10 @@ def run_search(opts: SearchOptions, reporter: Reporter | None = None, *, trainer
     deadline = t_session + max(0.0, opts.time_budget_s - spent_before) - OUTPUT_RESERVE_S
     if spent_before:
         reporter.note(f"resuming: {spent_before:.0f} s of the {opts.time_budget_s:.0f} s budget already spent")
+    if opts.supernet is not None:
+        from edgevit.nas.reuse import adopt_supernet
+
+        adopt_supernet(opts.supernet, out, space)  # checked before anything else is written to OUT
     out.mkdir(parents=True, exist_ok=True)
     state_path = out / STATE_FILE
     meta = {"identity": ident, "settings": _settings(opts), "timings": timings}
@@ -288,6 +296,8 @@ def run_search(opts: SearchOptions, reporter: Reporter | None = None, *, trainer
 
     t0 = time.monotonic()
     budget = min(opts.supernet_share * opts.time_budget_s - float(timings["supernet_s"]), deadline - t0)
+    if opts.supernet is not None:
+        budget = 0.0  # adopted above: loaded, not trained, and evolution gets the whole budget
     try:
         supernet = _train_or_load(space, splits, out, opts, budget, reporter, trainer or _default_trainer)
     finally:  # an interrupted session still counts the time its supernet training took

@@ -27,6 +27,10 @@ def test_pick_is_the_most_accurate_within_the_sram_limit() -> None:
     front = {"front": [{"accuracy": 0.80, "costs": {"sram_bytes": 10_000}},
                        {"accuracy": 0.85, "costs": {"sram_bytes": 20_000}},
                        {"accuracy": 0.90, "costs": {"sram_bytes": 30_000}}]}
-    assert pick(front, 25_000)["accuracy"] == 0.85
-    assert pick(front, 20_000)["accuracy"] == 0.85
-    assert pick(front, 9_999) is None
+    narrow = {"front": [{"accuracy": 0.86, "costs": {"sram_bytes": 24_000}},
+                        {"accuracy": 0.85, "costs": {"sram_bytes": 15_000}}]}
+    assert pick([front], 25_000)["accuracy"] == 0.85
+    assert pick([front], 20_000)["accuracy"] == 0.85
+    assert pick([front], 9_999) is None
+    assert pick([front, narrow], 25_000)["accuracy"] == 0.86  # the narrow search's better candidate
+    assert pick([front, narrow], 23_000)["costs"]["sram_bytes"] == 15_000  # tie on accuracy: smaller SRAM

@@ -1,0 +1,82 @@
+"""Search inputs beyond the profile: a tighter SRAM limit (`--max-sram`) and a supernet reused from
+an earlier search (`--supernet`).
+
+The supernet depends on the search space and the dataset, not on the device: one trained for
+`stm32f746-disco` serves any profile whose default space is the same (every `mcu` profile), and a
+second search under a tighter limit then spends its whole budget on evolution.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from edgevit.errors import UserInputError
+
+
+def parse_max_sram(text: str | int | None) -> int | None:
+    """Bytes from "24KiB", "24576" or an int (None stays None); UserInputError naming --max-sram otherwise."""
+    from edgevit.profiles.units import parse_size
+
+    if text is None:
+        return None
+    try:
+        value = parse_size(text)
+    except ValueError as e:
+        raise UserInputError(f"--max-sram {text!r}: {e}") from None
+    if not isinstance(value, int) or value <= 0:
+        raise UserInputError(f"--max-sram {text!r}: give a positive size such as 24KiB or 24576")
+    return value
+
+
+def limit_sram(profile, max_sram: int | None):
+    """`profile` with its SRAM budget lowered to `max_sram` bytes (arena + stack must fit under it);
+    unchanged for None; UserInputError when the limit is above the profile's own SRAM."""
+    from edgevit.profiles.units import format_bytes
+
+    if max_sram is None:
+        return profile
+    own = profile.sram_bytes
+    if own is None:
+        raise UserInputError(f"--max-sram: profile {profile.name} has no SRAM budget (not an mcu profile)")
+    if max_sram > own:
+        raise UserInputError(f"--max-sram {format_bytes(max_sram)} is more than {profile.name}'s SRAM "
+                             f"({format_bytes(own)}); give a smaller limit or leave it out")
+    memory = profile.memory.model_copy(update={"sram_bytes": max_sram})
+    return profile.model_copy(update={"memory": memory})
+
+
+def supernet_weights(src: Path) -> Path:
+    """The supernet weights file in `src`: a search OUT directory, a supernet directory or the file."""
+    from edgevit.nas.search import SUPERNET_DIR
+    from edgevit.nas.supernet import WEIGHTS_FILE
+
+    src = Path(src)
+    for candidate in (src / SUPERNET_DIR / WEIGHTS_FILE, src / WEIGHTS_FILE, src):
+        if candidate.is_file():
+            return candidate
+    raise UserInputError(f"--supernet {src}: no supernet there (expected a search output directory, its "
+                         f"{SUPERNET_DIR}/ or a {WEIGHTS_FILE}); run `edgevit search` first")
+
+
+def adopt_supernet(src: Path, out: Path, space) -> Path:
+    """Copy the supernet in `src` into `out/supernet/` (atomically; kept if already there) after checking
+    it was trained for `space`; returns the copied weights file. UserInputError on a space mismatch."""
+    from edgevit.model.checkpoint import read_metadata
+    from edgevit.nas.search import SUPERNET_DIR
+    from edgevit.nas.supernet import WEIGHTS_FILE
+
+    weights = supernet_weights(src)
+    trained_for = json.loads(read_metadata(weights).get("space", "null"))
+    if trained_for != json.loads(json.dumps(space.to_dict())):
+        raise UserInputError(f"--supernet {src}: that supernet was trained for another search space; reuse one "
+                             "from a search with the same space (--space) and dataset")
+    dest = Path(out) / SUPERNET_DIR / WEIGHTS_FILE
+    if dest.is_file() and dest.resolve() == weights.resolve():
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(dest.name + ".tmp")
+    shutil.copyfile(weights, tmp)
+    tmp.replace(dest)
+    return dest
