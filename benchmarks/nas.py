@@ -13,7 +13,11 @@ For each profile (default: stm32f746-disco, then nrf52840, a tighter SRAM budget
 4. `edgevit eval` (fp32 test top-1, 10k images), `edgevit compile --passes "quant(w=8,a=8)"` and
    `edgevit run --runner qemu --count N`, for the searched model and for fmnist-tiny alike.
 
-Prints one JSON document: per profile the two rows (searched, fmnist-tiny) with top-1, peak SRAM,
+A second searched row, `searched_compute_matched`, fine-tunes the proxy's best candidate among all
+evaluated ones within the SRAM limit that have at least fmnist-tiny's MACs: the supernet's ranking
+after a 20-minute budget favours small subnets, and this row measures what that costs.
+
+Prints one JSON document: per profile the rows (searched, fmnist-tiny, ...) with top-1, peak SRAM,
 arena, flash, MACs, QEMU instructions and bit-exactness, the estimate-vs-artifact check, and the
 target: higher top-1 at equal or lower peak SRAM (or the front and why not).
 
@@ -21,7 +25,9 @@ target: higher top-1 at equal or lower peak SRAM (or the front and why not).
                                        [--epochs 15+10[,nrf52840=4+2]] [--work runs/nas-bench]
 
 The target comparison counts only for profiles fine-tuned with fmnist-tiny's own 15+10 epochs; a
-profile given fewer (`--epochs 15+10,nrf52840=4+2`) gets `"met": null` and a note. Run it alone on
+profile given fewer gets `"met": null` and a note. The default, `--epochs 15+10,nrf52840=4+2`,
+judges the issue's target on stm32f746-disco and keeps the nrf52840 run short (about an hour and
+a half in all on 2 cores); `--epochs 15+10` fine-tunes both fully. Run it alone on
 the machine: the search is time-budgeted, so a loaded machine searches less.
 """
 
@@ -39,6 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "models" / "fmnist-tiny"
 PROFILES = ("stm32f746-disco", "nrf52840")
 TINY_EPOCHS = "15+10"  # how models/fmnist-tiny was trained (its README)
+DEFAULT_EPOCHS = "15+10,nrf52840=4+2"  # the target is judged on stm32f746-disco; nrf52840 kept short
 STAGES = ({"lr": "2e-3"}, {"lr": "5e-4", "shift": "1", "no_flip": True, "warmup": "0.2", "ls": "0.05"})
 
 
@@ -169,21 +176,43 @@ def bench_profile(profile: str, args, work: Path) -> dict:
         return result
     epochs = epochs_by_profile(args.epochs, args.profiles)[profile]
     result.update(finetune_epochs=epochs, same_epochs_as_tiny=epochs == TINY_EPOCHS)
-    ckpt = extract(out / "search", chosen["spec"], out / "inherited")
-    tuned = finetune(ckpt, out / "finetune", parse_epochs(epochs))
-    searched = measure(tuned, profile, out, args.count)
-    searched.update(spec=chosen["spec"], supernet_accuracy=chosen["accuracy"], estimate=chosen["costs"])
-    searched["estimate_equals_artifact"] = (chosen["costs"]["arena_bytes"] == searched["arena_bytes"]
-                                            and chosen["costs"]["flash_bytes"] == searched["flash_bytes"])
+    searched = tuned_row(chosen, out / "search", out, epochs, profile, args.count)
     tiny = measure(TINY, profile, out / "tiny", args.count)
-    higher, lower = searched["fp32_top1"] > tiny["fp32_top1"], searched["sram_bytes"] <= tiny["sram_bytes"]
-    result.update(searched=searched, fmnist_tiny=tiny, target={
-        "higher_top1": higher, "equal_or_lower_sram": lower,
-        "met": higher and lower if epochs == TINY_EPOCHS else None})
-    if epochs != TINY_EPOCHS:
-        result["target"]["note"] = (f"fine-tuned {epochs} epochs, not fmnist-tiny's {TINY_EPOCHS}: "
-                                    "the comparison is indicative only")
+    result.update(searched=searched, fmnist_tiny=tiny, target=compare(searched, tiny, epochs))
+    matched = compute_matched([out / "search", out / "search-narrow"], limit, tiny["macs"])
+    if matched is not None:  # a second, labelled row: the proxy's pick at fmnist-tiny's compute or more
+        row = tuned_row(matched, out / "search", out / "matched", epochs, profile, args.count)
+        result.update(searched_compute_matched=row, compute_matched_target=compare(row, tiny, epochs))
     return result
+
+
+def tuned_row(cand: dict, search_dir: Path, out: Path, epochs: str, profile: str, count: int) -> dict:
+    """Extract `cand` from the supernet, fine-tune it (`epochs`), measure it; with the estimate check."""
+    ckpt = extract(search_dir, cand["spec"], out / "inherited")
+    row = measure(finetune(ckpt, out / "finetune", parse_epochs(epochs)), profile, out, count)
+    row.update(spec=cand["spec"], supernet_accuracy=cand["accuracy"], estimate=cand["costs"])
+    row["estimate_equals_artifact"] = (cand["costs"]["arena_bytes"] == row["arena_bytes"]
+                                       and cand["costs"]["flash_bytes"] == row["flash_bytes"])
+    return row
+
+
+def compare(row: dict, tiny: dict, epochs: str) -> dict:
+    """The target: higher fp32 top-1 than fmnist-tiny at equal or lower peak SRAM (counts at tiny's epochs)."""
+    higher, lower = row["fp32_top1"] > tiny["fp32_top1"], row["sram_bytes"] <= tiny["sram_bytes"]
+    target = {"higher_top1": higher, "equal_or_lower_sram": lower,
+              "met": higher and lower if epochs == TINY_EPOCHS else None}
+    if epochs != TINY_EPOCHS:
+        target["note"] = (f"fine-tuned {epochs} epochs, not fmnist-tiny's {TINY_EPOCHS}: "
+                          "the comparison is indicative only")
+    return target
+
+
+def compute_matched(search_dirs: list[Path], limit: int, macs: int) -> dict | None:
+    """The most accurate evaluated candidate (any generation, not only the front) with peak SRAM <= limit
+    and at least `macs` MACs: what the proxy prefers once the pick may not trade compute for accuracy."""
+    cands = [c for d in search_dirs for c in json.loads((d / "candidates.json").read_text())["candidates"]
+             if c["costs"]["sram_bytes"] <= limit and c["costs"]["macs"] >= macs]
+    return max(cands, key=lambda c: (c["accuracy"], -c["costs"]["sram_bytes"]), default=None)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -194,8 +223,9 @@ def main(argv: list[str] | None = None) -> None:
                     help="search time budget per profile (default 20m: the issue allows 30 CPU-minutes)")
     ap.add_argument("--narrow-budget", default="6m",
                     help="evolution-only search under fmnist-tiny's SRAM, reusing the supernet")
-    ap.add_argument("--epochs", default=TINY_EPOCHS,
-                    help="fine-tune stages, fmnist-tiny's recipe 15+10; per profile: 15+10,nrf52840=4+2")
+    ap.add_argument("--epochs", default=DEFAULT_EPOCHS,
+                    help="fine-tune stages, fmnist-tiny's recipe 15+10, per profile after a comma "
+                         f"(default {DEFAULT_EPOCHS})")
     ap.add_argument("--count", type=int, default=20, help="QEMU test vectors")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--work", type=Path, default=ROOT / "runs" / "nas-bench")

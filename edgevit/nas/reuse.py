@@ -60,6 +60,15 @@ def supernet_weights(src: Path) -> Path:
                          f"{SUPERNET_DIR}/ or a {WEIGHTS_FILE}); run `edgevit search` first")
 
 
+def supernet_digest(src: Path | None) -> str | None:
+    """sha256 of the supernet weights in `src` (None for None): what a resumed search must reuse again."""
+    import hashlib
+
+    if src is None:
+        return None
+    return hashlib.sha256(supernet_weights(src).read_bytes()).hexdigest()
+
+
 def adopt_supernet(src: Path, out: Path, space) -> Path:
     """Copy the supernet in `src` into `out/supernet/` (atomically; kept if already there) after checking
     it was trained for `space`; returns the copied weights file. UserInputError on a space mismatch."""

@@ -162,9 +162,11 @@ def check_feasible(space, estimate: Callable, profile, latency_ms: float | None,
 # ---- the output directory --------------------------------------------------------------------------
 def _identity(profile, space, opts: SearchOptions) -> dict[str, Any]:
     """What must match to resume a search in the same OUT."""
+    from edgevit.nas.reuse import supernet_digest
+
     ident = {"profile": profile.name, "sram_budget": profile.sram_bytes, "flash_budget": profile.flash_bytes,
              "space": space.to_dict(), "data": str(opts.data), "seed": opts.seed, "val_images": opts.val_images,
-             "supernet": None if opts.supernet is None else str(opts.supernet)}
+             "supernet": supernet_digest(opts.supernet)}
     return json.loads(json.dumps(ident))
 
 
@@ -181,7 +183,7 @@ def check_out_dir(out: Path, ident: dict[str, Any]) -> dict[str, Any] | None:
     saved = meta.get("identity", {})
     differ = [k for k in ident if saved.get(k) != ident[k]]
     if differ:
-        shown = ", ".join(f"{k} ({saved.get(k)!r} there, {ident[k]!r} now)" if k != "space" else "space"
+        shown = ", ".join(k if k in ("space", "supernet") else f"{k} ({saved.get(k)!r} there, {ident[k]!r} now)"
                           for k in differ)
         raise UserInputError(f"{out}: holds a search with a different {shown}; use another --out, or delete "
                              f"{out} to start over")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.nas import epochs_by_profile, parse_epochs, pick
+import json
+
+from benchmarks.nas import compare, compute_matched, epochs_by_profile, parse_epochs, pick
 
 PROFILES = ["stm32f746-disco", "nrf52840"]
 
@@ -34,3 +36,25 @@ def test_pick_is_the_most_accurate_within_the_sram_limit() -> None:
     assert pick([front], 9_999) is None
     assert pick([front, narrow], 25_000)["accuracy"] == 0.86  # the narrow search's better candidate
     assert pick([front, narrow], 23_000)["costs"]["sram_bytes"] == 15_000  # tie on accuracy: smaller SRAM
+
+
+def test_compute_matched_needs_tiny_macs_within_the_limit(tmp_path) -> None:
+    def cand(acc, sram, macs):
+        return {"accuracy": acc, "costs": {"sram_bytes": sram, "macs": macs}}
+
+    for name, cands in {"a": [cand(0.86, 12_000, 1_000_000), cand(0.84, 22_000, 9_000_000)],
+                        "b": [cand(0.85, 23_000, 8_000_000), cand(0.87, 30_000, 16_000_000)]}.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "candidates.json").write_text(json.dumps({"candidates": cands}))
+    dirs = [tmp_path / "a", tmp_path / "b"]
+    assert compute_matched(dirs, 24_000, 7_000_000)["accuracy"] == 0.85
+    assert compute_matched(dirs, 24_000, 8_500_000)["accuracy"] == 0.84
+    assert compute_matched(dirs, 20_000, 7_000_000) is None
+
+
+def test_compare_counts_only_at_tinys_epochs() -> None:
+    tiny = {"fp32_top1": 0.895, "sram_bytes": 24_392}
+    assert compare({"fp32_top1": 0.90, "sram_bytes": 24_000}, tiny, "15+10")["met"] is True
+    assert compare({"fp32_top1": 0.89, "sram_bytes": 24_000}, tiny, "15+10")["met"] is False
+    short = compare({"fp32_top1": 0.90, "sram_bytes": 24_000}, tiny, "4+2")
+    assert short["met"] is None and "indicative" in short["note"]

@@ -62,7 +62,10 @@ def test_reused_supernet_is_not_trained_and_must_match_the_space(tmp_path, fmnis
     assert trained == [] and summary["evaluated"] > 0
     src = (tmp_path / "first" / "supernet" / "supernet.safetensors").read_bytes()
     assert (tmp_path / "second" / "supernet" / "supernet.safetensors").read_bytes() == src
-    with pytest.raises(UserInputError, match="different supernet"):  # resuming must name the same supernet
+    again = _opts(tmp_path, fmnist_npz, tiny_space, "second", supernet=tmp_path / "first" / "supernet")
+    assert run_search(again, trainer=counting_trainer, evaluator_factory=fake_factory([]))["evaluated"] == \
+        summary["evaluated"]  # the same supernet by another path resumes (nothing left to spend)
+    with pytest.raises(UserInputError, match="different supernet"):  # resuming must reuse the same supernet
         run_search(_opts(tmp_path, fmnist_npz, tiny_space, "second"), trainer=fake_trainer,
                    evaluator_factory=fake_factory([]))
     other = tmp_path / "other.yaml"
