@@ -84,6 +84,10 @@ class SearchOptions:
             raise UserInputError(f"--time-budget must be positive (got {self.time_budget_s} s)")
         EvolveConfig(population=self.population, parents=max(1, min(8, self.population // 2)),
                      latency_ms=self.latency_ms).check()
+        if self.supernet is not None:
+            from edgevit.nas.reuse import supernet_weights
+
+            supernet_weights(self.supernet)  # before the dataset loads
 
     def evolve_config(self) -> EvolveConfig:
         """EvolveConfig for these options (parents: half the population, at most 8)."""
