@@ -141,10 +141,14 @@ def tiny_sram(profile: str) -> int:
     return Estimator(profile)(ViTSpec.load(TINY / "spec.yaml")).sram_bytes
 
 
+def most_accurate(cands: list[dict]) -> dict | None:
+    """The candidate with the highest supernet accuracy (ties: the smaller SRAM); None for none."""
+    return max(cands, key=lambda c: (c["accuracy"], -c["costs"]["sram_bytes"]), default=None)
+
+
 def pick(fronts: list[dict], limit: int) -> dict | None:
     """The most accurate candidate of the fronts with sram_bytes <= limit (ties: the smaller SRAM)."""
-    ok = [c for front in fronts for c in front["front"] if c["costs"]["sram_bytes"] <= limit]
-    return max(ok, key=lambda c: (c["accuracy"], -c["costs"]["sram_bytes"]), default=None)
+    return most_accurate([c for front in fronts for c in front["front"] if c["costs"]["sram_bytes"] <= limit])
 
 
 def front_rows(front: dict) -> list[dict]:
@@ -212,7 +216,7 @@ def compute_matched(search_dirs: list[Path], limit: int, macs: int) -> dict | No
     and at least `macs` MACs: what the proxy prefers once the pick may not trade compute for accuracy."""
     cands = [c for d in search_dirs for c in json.loads((d / "candidates.json").read_text())["candidates"]
              if c["costs"]["sram_bytes"] <= limit and c["costs"]["macs"] >= macs]
-    return max(cands, key=lambda c: (c["accuracy"], -c["costs"]["sram_bytes"]), default=None)
+    return most_accurate(cands)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -233,8 +237,8 @@ def main(argv: list[str] | None = None) -> None:
     epochs_by_profile(args.epochs, args.profiles)
     t0 = time.perf_counter()
     rows = [bench_profile(p, args, args.work) for p in args.profiles]
-    settings = {"time_budget": args.time_budget, "narrow_budget": args.narrow_budget, "epochs": args.epochs, "count": args.count, "seed": args.seed,
-                "seconds": round(time.perf_counter() - t0, 1)}
+    settings = {"time_budget": args.time_budget, "narrow_budget": args.narrow_budget, "epochs": args.epochs,
+                "count": args.count, "seed": args.seed, "seconds": round(time.perf_counter() - t0, 1)}
     print(json.dumps({"profiles": rows, "settings": settings}, indent=1))
 
 

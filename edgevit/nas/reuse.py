@@ -49,15 +49,17 @@ def limit_sram(profile, max_sram: int | None):
 
 def supernet_weights(src: Path) -> Path:
     """The supernet weights file in `src`: a search OUT directory, a supernet directory or the file."""
+    from edgevit.errors import CheckpointError
     from edgevit.nas.search import SUPERNET_DIR
-    from edgevit.nas.supernet import WEIGHTS_FILE
+    from edgevit.nas.supernet import WEIGHTS_FILE, weights_path
 
     src = Path(src)
-    for candidate in (src / SUPERNET_DIR / WEIGHTS_FILE, src / WEIGHTS_FILE, src):
-        if candidate.is_file():
-            return candidate
-    raise UserInputError(f"--supernet {src}: no supernet there (expected a search output directory, its "
-                         f"{SUPERNET_DIR}/ or a {WEIGHTS_FILE}); run `edgevit search` first")
+    inner = src / SUPERNET_DIR
+    try:
+        return weights_path(inner if inner.is_dir() else src)
+    except CheckpointError:
+        raise UserInputError(f"--supernet {src}: no supernet there (expected a search output directory, its "
+                             f"{SUPERNET_DIR}/ or a {WEIGHTS_FILE}); run `edgevit search` first") from None
 
 
 def supernet_digest(src: Path | None) -> str | None:

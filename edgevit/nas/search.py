@@ -203,8 +203,8 @@ def _settings(opts: SearchOptions) -> dict[str, Any]:
 def _load_inputs(opts: SearchOptions, reporter: Reporter):
     """(profile, splits, space, space_source) for the options."""
     from edgevit.data import load_dataset
-    from edgevit.nas.space import SearchSpace, default_space
     from edgevit.nas.reuse import limit_sram
+    from edgevit.nas.space import SearchSpace, default_space
     from edgevit.profiles.profile import load_profile
 
     profile = limit_sram(load_profile(opts.profile), opts.max_sram)
@@ -301,9 +301,8 @@ def run_search(opts: SearchOptions, reporter: Reporter | None = None, *, trainer
     write_state_meta(state_path, "meta", meta)
 
     t0 = time.monotonic()
-    budget = min(opts.supernet_share * opts.time_budget_s - float(timings["supernet_s"]), deadline - t0)
-    if opts.supernet is not None:
-        budget = 0.0  # adopted above: loaded, not trained, and evolution gets the whole budget
+    budget = (0.0 if opts.supernet is not None  # adopted above: loaded, not trained; evolution gets it all
+              else min(opts.supernet_share * opts.time_budget_s - float(timings["supernet_s"]), deadline - t0))
     try:
         supernet = _train_or_load(space, splits, out, opts, budget, reporter, trainer or _default_trainer)
     finally:  # an interrupted session still counts the time its supernet training took

@@ -351,10 +351,11 @@ def supernet_info(path: Path) -> dict[str, Any]:
     """The `info` metadata (step, history, ...) of a saved supernet (directory or .safetensors file)."""
     from edgevit.model.checkpoint import read_metadata
 
-    return json.loads(read_metadata(_weights_path(path)).get("info", "{}"))
+    return json.loads(read_metadata(weights_path(path)).get("info", "{}"))
 
 
-def _weights_path(path: Path) -> Path:
+def weights_path(path: Path) -> Path:
+    """The weights file of a saved supernet: `path` itself or `path/supernet.safetensors`; CheckpointError if none."""
     path = Path(path)
     weights = path / WEIGHTS_FILE if path.is_dir() else path
     if not weights.is_file():
@@ -369,7 +370,7 @@ def load_supernet(path: Path) -> Supernet:
 
     from edgevit.model.checkpoint import read_metadata
 
-    weights = _weights_path(path)
+    weights = weights_path(path)
     meta = read_metadata(weights)
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{weights}: not an edgevit supernet (format {meta.get('format')!r})")

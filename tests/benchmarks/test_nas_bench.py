@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import pytest
-
 import json
+
+import pytest
 
 from benchmarks.nas import compare, compute_matched, epochs_by_profile, parse_epochs, pick
 
