@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgevit.hil.errors import ToolchainError
+from edgevit.backend.errors import ToolchainError
 from edgevit.lower.intlut import make_score_lut, score_index_params
 from edgevit.lower.intmath import quantize_multiplier, quantize_multipliers
 from edgevit.lower.ops.intcommon import quant_attr
@@ -184,7 +184,7 @@ class Bench:
 
     def vectors(self, program: Program, count: int):
         """Vectors of `count` uniformly random int8 inputs and the reference interpreter's outputs."""
-        from edgevit.targets.mcu.vectors import Vectors
+        from edgevit.backend.vectors import Vectors
 
         info = program.tensors[program.inputs[0]]
         x = np.random.default_rng(self.seed).integers(-128, 128, (count, *info.shape)).astype(info.dtype)
@@ -195,9 +195,9 @@ class Bench:
     def run(self, program: Program, schedule: str, count: int | None = None) -> dict:
         """Emit `program` with `schedule`, run it on QEMU: {instructions (mean per edgevit_run),
         ticks, matches, count} or {error} when generating, building or running failed."""
-        from edgevit.hil.run import run_artifact
+        from edgevit.backend.run import run_artifact
         from edgevit.targets.mcu.emit import emit_artifact
-        from edgevit.targets.planner import plan_program
+        from edgevit.backend.planner import plan_program
 
         count = count or self.count
         out = Path(self.workdir) / f"{_tag(program.name)}-{schedule}"

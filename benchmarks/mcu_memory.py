@@ -31,7 +31,7 @@ from edgevit.model.spec import ViTSpec
 from edgevit.model.vit import build_model
 from edgevit.passes.quantize import quantize
 from edgevit.profiles.profile import load_profile
-from edgevit.targets.planner import plan_program
+from edgevit.backend.planner import plan_program
 
 ROOT = Path(__file__).resolve().parents[1]
 ZOO = ("fmnist-tiny", "fmnist-small")

@@ -97,8 +97,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def check_tools(profile) -> None:
     """ToolchainError (via the QEMU runner's own check) when the cross compiler or QEMU is missing."""
-    from edgevit.hil.errors import ToolchainError
-    from edgevit.hil.qemu import emulator_binary
+    from edgevit.backend.errors import ToolchainError
+    from edgevit.targets.mcu.runners.qemu import emulator_binary
 
     for tool in (profile.toolchain.cc, emulator_binary(profile), "make"):
         if shutil.which(tool) is None:
@@ -127,7 +127,7 @@ def linear_rows(bench: Bench) -> list[dict]:
 def model_kernel_rows(bench: Bench, program) -> list[dict]:
     """Each distinct int8 kernel of the model alone (own constants, random input); alias kernels
     (reshape: no code) are listed with a note instead of a measurement."""
-    from edgevit.targets.kernels import get_kernel
+    from edgevit.backend.kernels import get_kernel
 
     rows = []
     for kernel, occurrences in distinct_kernels(program):
@@ -180,8 +180,8 @@ def softmax_fits(att_rows: list[dict]) -> list[dict]:
 
 def model_rows(bench: Bench, program, count: int) -> list[dict]:
     """fmnist-tiny int8 compiled with each schedule (compile_artifact) and run on QEMU."""
-    from edgevit.hil.run import run_artifact
-    from edgevit.targets.compile import compile_artifact
+    from edgevit.backend.run import run_artifact
+    from edgevit.backend.compile import compile_artifact
 
     macs, overhead = program.macs(), bench.overhead(program)
     rows = []

@@ -40,7 +40,7 @@ from edgevit.model.checkpoint import load_checkpoint
 from edgevit.model.counts import count_macs, count_params
 from edgevit.model.evaluate import predict, predict_program
 from edgevit.passes.pipeline import run_pipeline
-from edgevit.passes.qconfig import QuantizedViT
+from edgevit.lower.qconfig import QuantizedViT
 
 ZOO = ("models/fmnist-small", "models/fmnist-tiny")
 PROFILE = "stm32f746-disco"

@@ -126,21 +126,21 @@ def compile_cmd(
     data: str = typer.Option("fashion-mnist", "--data", help="Dataset for calibration and test vectors."),
     data_root: Optional[Path] = typer.Option(None, "--data-root"),
     vectors: int = typer.Option(50, "--vectors", min=1, help="Test images bundled with the artifact."),
-    schedule: str = typer.Option("fast", "--schedule", help="Kernel schedules: fast or reference."),
+    schedule: Optional[str] = typer.Option(None, "--schedule", help="MCU kernel schedules: fast (default) or reference."),
     calib_size: Optional[int] = typer.Option(None, "--calib-size", min=1),
     force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
 ) -> None:
     """Compile a model for a device: passes, lowering, memory plan, TVM kernels, firmware artifact."""
-    from edgevit.targets.compile import compile_artifact
+    from edgevit.backend.compile import compile_artifact
 
     summary = compile_artifact(model, profile, out, passes=passes, data=data, data_root=data_root,
-                               vectors=vectors, schedule=schedule, calib_size=calib_size, force=force,
-                               progress=not as_json)
+                               vectors=vectors, calib_size=calib_size, force=force, progress=not as_json,
+                               **({"schedule": schedule} if schedule is not None else {}))
     if as_json:
         print(json.dumps(summary))
         return
-    from edgevit.targets.compile import print_summary
+    from edgevit.backend.compile import print_summary
 
     print_summary(summary, Console())
 
@@ -148,14 +148,14 @@ def compile_cmd(
 @app.command("run")
 def run_cmd(
     artifact: Path = typer.Argument(..., help="Artifact directory written by `edgevit compile`."),
-    runner: str = typer.Option("qemu", "--runner", help="qemu (emulated board), host (this machine's gcc) or serial (a real board; not implemented yet)."),
+    runner: Optional[str] = typer.Option(None, "--runner", help="A runner of the artifact's target (default: its default runner; MCU: qemu, host, serial)."),
     count: Optional[int] = typer.Option(None, "--count", min=1, help="Test vectors to run (default: all bundled)."),
     sanitize: bool = typer.Option(False, "--sanitize", help="host runner: build with -fsanitize=address,undefined."),
     timeout: Optional[float] = typer.Option(None, "--timeout", help="Seconds before the run is aborted."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Run an artifact's test vectors on a runner; check outputs against the reference interpreter."""
-    from edgevit.hil.run import print_result, run_artifact
+    from edgevit.backend.run import print_result, run_artifact
 
     result = run_artifact(artifact, runner, count=count, sanitize=sanitize, timeout=timeout, progress=not as_json)
     if as_json:

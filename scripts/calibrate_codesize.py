@@ -1,4 +1,4 @@
-"""Calibrate `edgevit/targets/codesize.py` against real firmware; print measured vs estimated sizes.
+"""Calibrate `edgevit/targets/mcu/codesize.py` against real firmware; print measured vs estimated sizes.
 
     .venv/bin/python scripts/calibrate_codesize.py [--profile P] [--json out.json] [--load in.json]
 
@@ -217,7 +217,7 @@ class Measurement:
 def function_records(program, plan, manifest: dict, sizes: dict[str, int]) -> list[dict]:
     """One record per distinct generated function: name, op, rows, measured bytes, codesize terms
     and key (functions gcc folds into one, e.g. add_pos into add, share the key)."""
-    from edgevit.targets.codesize import function_key, function_terms, function_variants
+    from edgevit.targets.mcu.codesize import function_key, function_terms, function_variants
 
     funcs = {k["name"]: k["functions"] for k in manifest["kernels"]}
     out: dict[str, dict] = {}
@@ -237,9 +237,9 @@ def function_records(program, plan, manifest: dict, sizes: dict[str, int]) -> li
 
 def measure(label: str, program, profile, workdir: Path) -> tuple[Measurement, dict[str, int]]:
     """Emit, build and measure one Program; (Measurement, runtime routine bytes)."""
-    from edgevit.targets.codesize import code_summary, program_family
+    from edgevit.targets.mcu.codesize import code_summary, program_family
     from edgevit.targets.mcu.target import McuTarget
-    from edgevit.targets.mcu.vectors import random_vectors
+    from edgevit.backend.vectors import random_vectors
 
     workdir = Path(workdir)
     shutil.rmtree(workdir, ignore_errors=True)
@@ -259,7 +259,7 @@ def runtime_groups(programs, profile, workdir: Path) -> dict[str, tuple[int, tup
     """{group: (bytes, tags)}: the routines single-kernel slices pull in, grouped by the set of
     kernel tags (the most specific of codesize.function_tags) whose slices pull each in (a
     routine's bytes: its largest measurement)."""
-    from edgevit.targets.codesize import function_tags
+    from edgevit.targets.mcu.codesize import function_tags
 
     users: dict[str, set[str]] = {}
     size: dict[str, int] = {}
@@ -306,7 +306,7 @@ def fit_op_table(measurements: list[Measurement]) -> dict[str, float]:
 
 def function_total(m: Measurement, table: dict[str, float] | None) -> float:
     """Sum over the distinct functions of their bytes: measured (table None) or estimated with `table`."""
-    from edgevit.targets.codesize import terms_bytes
+    from edgevit.targets.mcu.codesize import terms_bytes
 
     return sum(r["bytes"] if table is None else terms_bytes(r["terms"], table) for r in distinct(m))
 
@@ -325,7 +325,7 @@ def nonnegative_lstsq(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def fit_program_terms(measurements: list[Measurement], runtime) -> dict[str, dict[str, float]]:
     """Per family: non-negative least squares of (code - runtime routines) on (1, measured function
     bytes, call sites, chunk loops) -> driver, shrink, call, chain."""
-    from edgevit.targets.codesize import runtime_bytes
+    from edgevit.targets.mcu.codesize import runtime_bytes
 
     out = {}
     for fam in sorted({m.family for m in measurements}):
@@ -340,7 +340,7 @@ def fit_program_terms(measurements: list[Measurement], runtime) -> dict[str, dic
 
 def estimated_code(m: Measurement, table, program_terms, runtime) -> float:
     """codesize's formula on a Measurement's counts with the given tables."""
-    from edgevit.targets.codesize import program_code_bytes
+    from edgevit.targets.mcu.codesize import program_code_bytes
 
     return program_code_bytes(m.family, function_total(m, table), m.calls, m.chains, m.tags, program_terms, runtime)
 
@@ -396,7 +396,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", default=None, help="write the measurements and the fit here")
     ap.add_argument("--load", default=None, help="refit the measurements of an earlier --json (no builds)")
     args = ap.parse_args(argv)
-    from edgevit.targets import codesize
+    from edgevit.targets.mcu import codesize
 
     if args.load:
         saved = json.loads(Path(args.load).read_text())

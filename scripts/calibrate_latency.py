@@ -1,4 +1,4 @@
-"""Calibrate the NAS latency model (`edgevit/nas/latency.py`) of one core on its QEMU board.
+"""Calibrate the NAS latency model (`edgevit/targets/mcu/latency.py`) of one core on its QEMU board.
 
     .venv/bin/python scripts/calibrate_latency.py --profile stm32f746-disco [--out PATH] [--seed 0]
 
@@ -12,7 +12,7 @@ Measures, with `-icount shift=0` (SysTick ticks x instructions per tick, as benc
    the factor on the summed kernel costs that fits them best (`latency.fit_scale`);
 4. validation: held-out whole models (fmnist-tiny int8 by the quant pass, and a few other seeded
    random specs quantized the same way), measured vs predicted, relative error.
-Writes edgevit/nas/calibration/<core>.json (or --out). Takes ~10 min on a busy 2-core machine.
+Writes edgevit/targets/mcu/calibration/<core>.json (or --out). Takes ~10 min on a busy 2-core machine.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from edgevit.lower.intmath import (make_add_params, make_layernorm_params, quant
                                    quantize_multipliers, round_half_up_array)
 from edgevit.lower.ops.intcommon import add_attrs, pack_int4, quant_attr  # noqa: E402
 from edgevit.lower.program import Program, ProgramBuilder  # noqa: E402
-from edgevit.nas import latency  # noqa: E402
+from edgevit.targets.mcu import latency  # noqa: E402
 
 COPY_SIZES = (8, 512, 2048, 8192)
 QKV_SCALE = 0.03
@@ -309,7 +309,7 @@ def whole_models(seed: int, count: int, training: bool):
 
 def measure_models(models, model, profile, workdir: Path) -> list[dict]:
     """Whole-model rows: measured instructions (test images) and the model's parts of the prediction."""
-    from edgevit.targets.mcu.vectors import program_inputs
+    from edgevit.backend.vectors import program_inputs
 
     rows = []
     for name, spec, program, images in models:
@@ -322,7 +322,7 @@ def measure_models(models, model, profile, workdir: Path) -> list[dict]:
 
 def plan_steps(program):
     """The memory plan's steps of `program` (how the driver calls its kernels)."""
-    from edgevit.targets.planner import plan_program
+    from edgevit.backend.planner import plan_program
 
     return plan_program(program).steps
 
@@ -391,7 +391,7 @@ def main(argv=None) -> int:
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--profile", required=True, help="MCU profile whose core is calibrated (its QEMU board runs)")
-    ap.add_argument("--out", type=Path, help="output JSON (default edgevit/nas/calibration/<core>.json)")
+    ap.add_argument("--out", type=Path, help="output JSON (default edgevit/targets/mcu/calibration/<core>.json)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--validate", type=int, default=3, help="random validation specs besides fmnist-tiny (-1: none)")
     args = ap.parse_args(argv)

@@ -33,7 +33,7 @@ from edgevit.lower.intmath import (make_add_params, make_layernorm_params, qrang
 from edgevit.lower.ops.intcommon import add_attrs, pack_int4, quant_attr
 from edgevit.lower.program import Program, ProgramBuilder, ProgramError
 from edgevit.model.vit import LowRankLinear, VisionTransformer
-from edgevit.passes.qconfig import QuantConfig, QuantizedViT, TensorQuant
+from edgevit.lower.qconfig import QuantConfig, QuantizedViT, TensorQuant
 
 SCORE_LUT = "softmax.score_lut"
 LOG_SIZE_MAX = 1 << 30  # log-size table entries are clamped to this (attention checks no int32 overflow)

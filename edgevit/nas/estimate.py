@@ -14,7 +14,7 @@ fused into fc1). When the lowering changes, the drift test fails.
 `Estimator(profile)(spec) -> SpecCosts`: the planner's figures through
 `get_target(profile).estimate(...)` (the numbers `edgevit compile` emits), parameters from
 `edgevit.model.counts.count_params`, and a latency from the profile's `LatencyModel`
-(`edgevit/nas/latency.py`; None when its core is not calibrated). Results are cached by spec
+(`edgevit/targets/mcu/latency.py`; None when its core is not calibrated). Results are cached by spec
 (the spec's name is not part of the key: it changes nothing that is costed).
 """
 
@@ -289,8 +289,8 @@ class Estimator:
     """
 
     def __init__(self, profile, weight_bits: int = 8) -> None:
-        from edgevit.nas.latency import LatencyModel
-        from edgevit.targets.base import get_target
+        from edgevit.targets.mcu.latency import LatencyModel
+        from edgevit.backend.target import get_target
 
         self.profile = _load_profile(profile)
         if weight_bits not in (4, 8):

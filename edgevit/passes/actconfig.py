@@ -29,7 +29,7 @@ from __future__ import annotations
 from edgevit.lower.program import Program
 from edgevit.passes.calibrate import TensorStats
 from edgevit.passes.observers import observe, observe_mse_hi, quant_from_range
-from edgevit.passes.qconfig import TensorQuant
+from edgevit.lower.qconfig import TensorQuant
 
 RESIDUAL_OPS = ("add", "add_pos")
 

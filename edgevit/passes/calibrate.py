@@ -22,7 +22,7 @@ import numpy as np
 from edgevit.lower.ops import get_op
 from edgevit.lower.program import Program, resolve_consts
 from edgevit.passes.observers import fake_quant
-from edgevit.passes.qconfig import QuantConfig
+from edgevit.lower.qconfig import QuantConfig
 
 Tap = Callable[[str, np.ndarray], "np.ndarray | None"]
 SAMPLE_CAP = 1 << 18

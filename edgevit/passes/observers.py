@@ -20,7 +20,7 @@ from typing import Callable
 
 import numpy as np
 
-from edgevit.passes.qconfig import TensorQuant
+from edgevit.lower.qconfig import TensorQuant
 
 OBSERVERS = ("minmax", "percentile", "mse")
 ROUND_SAMPLE = 4096  # values on which the MSE search measures rounding error

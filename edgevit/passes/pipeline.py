@@ -315,17 +315,17 @@ def _expect(text: str, toks, i: int, want: str, what: str) -> None:
 
 def run_pipeline(model: Any, passes: str | Sequence[tuple[str, dict[str, Any]]], calib: Any,
                  eval_data: Any = None, progress: Callable[[str], None] | None = None,
-                 profile: Any = None) -> tuple[Any, list[PassReport]]:
+                 memory_of: Callable[[Any], int] | None = None) -> tuple[Any, list[PassReport]]:
     """Run the passes of a pipeline string (or parsed list) in order on a deep copy of `model`.
 
     `calib` is the calibration dataset (an ArrayDataset, training split); `eval_data` (optional)
-    makes each report carry top-1 before and after; `profile` (a Profile or its name) adds the
-    planned peak memory before and after each pass. Returns (model or QuantizedViT, reports).
+    makes each report carry top-1 before and after; `memory_of(program) -> bytes` (a target's
+    peak activation memory, injected by the caller) adds the peak memory before and after each pass. Returns (model or QuantizedViT, reports).
     """
     steps = parse_pipeline(passes) if isinstance(passes, str) else list(passes)
     check_order(steps, "given as a list")
     registry, reports, current = known_passes(), [], model
-    peak = PeakMemory(profile) if profile is not None else None
+    peak = PeakMemory(memory_of) if memory_of is not None else None
     for name, opts in steps:
         say = None if progress is None else (lambda msg, name=name: progress(f"{name}: {msg}"))
         if say is not None:
@@ -341,34 +341,24 @@ def run_pipeline(model: Any, passes: str | Sequence[tuple[str, dict[str, Any]]],
 
 
 class PeakMemory:
-    """Planned peak memory (the MCU target's arena estimate) of models on one profile, if that backend imports."""
+    """Peak memory of models through an injected `memory_of(program) -> bytes` (passes import no target)."""
 
-    def __init__(self, profile: Any) -> None:
-        from edgevit.profiles.profile import load_profile
-
-        self.profile = load_profile(profile) if isinstance(profile, (str, Path)) else profile
+    def __init__(self, memory_of: Callable[[Any], int]) -> None:
+        self.memory_of = memory_of
         self.reason: str | None = None
-        try:
-            from edgevit.targets.mcu.target import McuTarget
-            self.target = McuTarget()
-        except ImportError as e:
-            self.target, self.reason = None, f"no MCU target to estimate peak memory ({e})"
 
     def of(self, model: Any) -> int | None:
-        """Arena bytes of `model`'s Program (float or int8) on the profile; None if it cannot be estimated."""
-        if self.target is None:
-            return None
+        """Peak bytes of `model`'s Program (float or int8); None (with a reason) if it cannot be estimated."""
         from edgevit.lower import lower
 
         try:
-            return int(self.target.estimate(lower(model), self.profile).arena_bytes)
+            return int(self.memory_of(lower(model)))
         except (EdgevitError, NotImplementedError) as e:
             self.reason = f"peak memory not estimated: {e}"
             return None
 
     def fill(self, report: PassReport, before: int | None, after: Any) -> None:
-        """Set the report's profile and peak bytes before / after (a note says why when missing)."""
-        report.profile = getattr(self.profile, "name", str(self.profile))
+        """Set the report's peak bytes before / after (a note says why when missing)."""
         report.peak_bytes_before, report.peak_bytes_after = before, self.of(after)
         if report.peak_bytes_after is None and self.reason:
             report.notes.append(self.reason)

@@ -37,7 +37,7 @@ from edgevit.passes.calibrate import collect_stats, quantized_weights, run_tappe
 from edgevit.passes.mixed import kl_divergence
 from edgevit.passes.observers import OBSERVERS
 from edgevit.passes.pipeline import Option, PassReport, register_pass
-from edgevit.passes.qconfig import QuantConfig, QuantizedViT
+from edgevit.lower.qconfig import QuantConfig, QuantizedViT
 from edgevit.passes.reparam import (clip_weights, correct_biases, linear_inputs, ln_linear_pairs, reparam_layernorms,
                                     weight_snapshot)
 

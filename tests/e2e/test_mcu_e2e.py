@@ -58,7 +58,7 @@ def test_manifest_memory_is_the_estimate(int8_artifact: Path) -> None:
     from edgevit.passes.pipeline import parse_pipeline, run_pipeline
     from edgevit.data import load_dataset
     from edgevit.profiles.profile import load_profile
-    from edgevit.targets.base import get_target
+    from edgevit.backend.target import get_target
 
     manifest = json.loads((int8_artifact / "manifest.json").read_text())
     qmodel, _ = run_pipeline(load_checkpoint(ZOO), parse_pipeline("quant(w=8,a=8)"), load_dataset("fashion-mnist").train)

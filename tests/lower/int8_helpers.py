@@ -15,7 +15,7 @@ import torch
 
 from edgevit.lower.from_model import lower_float
 from edgevit.lower.reference import run_program
-from edgevit.passes.qconfig import QuantConfig, QuantizedViT, TensorQuant
+from edgevit.lower.qconfig import QuantConfig, QuantizedViT, TensorQuant
 
 RESIDUAL = ("patches", "tokens", "embed", "pooled")
 

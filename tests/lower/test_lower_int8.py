@@ -16,7 +16,7 @@ from edgevit.lower import lower, lower_float, lower_int8
 from edgevit.lower.reference import predict, predict_labels, quantize_input, run_program
 from edgevit.model.spec import ViTSpec
 from edgevit.model.vit import build_model
-from edgevit.passes.qconfig import QuantizedViT, TensorQuant
+from edgevit.lower.qconfig import QuantizedViT, TensorQuant
 from tests.conftest import vit_specs
 from tests.lower.int8_helpers import minmax_config, minmax_qmodel, randomise
 

@@ -27,7 +27,7 @@ from edgevit.targets.mcu.target import McuTarget
 from tests.conftest import vit_specs
 from tests.lower.int8_helpers import minmax_qmodel, randomise
 from tests.model.merge_strategies import merged_vit_specs
-from tests.targets.test_planner import make_program
+from tests.backend.test_planner import make_program
 
 ZOO = Path(__file__).resolve().parents[2] / "models"
 FIGURES = ("arena_bytes", "lower_bound_bytes", "naive_bytes", "stack_bytes", "weight_bytes", "code_bytes",

@@ -20,11 +20,11 @@ from edgevit.model.counts import count_macs, count_params
 from edgevit.model.spec import ViTSpec
 from edgevit.model.vit import VisionTransformer, build_model
 from edgevit.passes.pipeline import run_pipeline
-from edgevit.passes.qconfig import QuantizedViT
+from edgevit.lower.qconfig import QuantizedViT
 from tests.conftest import vit_specs
-from edgevit.targets.planner import plan_program
+from edgevit.backend.planner import plan_program
 from tests.lower.int8_helpers import minmax_qmodel, randomise
-from tests.targets.test_planner import check_buffers
+from tests.backend.test_planner import check_buffers
 
 STEPS = {"tome": "tome(r=3)", "prune": "prune(heads=0.25,mlp=0.3,importance=magnitude)",
          "lowrank": "lowrank(ratio=0.5)"}

@@ -13,10 +13,11 @@ import pytest
 from edgevit.errors import UserInputError
 from edgevit.model.spec import ViTSpec
 from edgevit.profiles.profile import load_profile, profile_dir
-from edgevit.targets.base import Costs, get_target
+from edgevit.backend.costs import Costs
+from edgevit.backend.target import get_target
 from edgevit.targets.mcu.target import McuTarget
-from edgevit.targets.planner import MemoryPlan, plan_program
-from tests.targets.test_planner import make_program
+from edgevit.backend.planner import MemoryPlan, plan_program
+from tests.backend.test_planner import make_program
 
 
 @pytest.fixture(scope="module")
@@ -44,12 +45,11 @@ def test_estimate_is_the_plan(program) -> None:
     costs = target.estimate(program, profile)
     plan = plan_program(program, profile)
     assert isinstance(costs, Costs) and isinstance(costs.plan, MemoryPlan) and costs.plan == plan
-    assert (costs.arena_bytes, costs.lower_bound_bytes, costs.naive_bytes, costs.stack_bytes) == \
-        (plan.arena_bytes, plan.lower_bound_bytes, plan.naive_bytes, plan.stack_bytes)
-    assert (costs.weight_bytes, costs.code_bytes, costs.flash_bytes) == \
-        (plan.weight_bytes, plan.code_bytes, plan.flash_bytes)
-    assert costs.macs == program.macs() > 0
-    assert costs.sram_budget == profile.memory.sram_bytes and costs.flash_budget == profile.memory.flash_bytes
+    assert costs.figures == plan.memory_dict() and costs.activation_bytes == plan.arena_bytes
+    sram, flash = costs.pool("sram"), costs.pool("flash")
+    assert (sram.used, sram.budget) == (plan.arena_bytes + plan.stack_bytes, profile.memory.sram_bytes)
+    assert (flash.used, flash.budget) == (plan.weight_bytes + plan.code_bytes, profile.memory.flash_bytes)
+    assert costs.memory is sram and costs.macs == program.macs() > 0
     assert costs.fits and costs.to_dict()["fits"] is True
     assert target.plan(program, "stm32f746-disco") == plan  # a profile name works too
 
@@ -59,10 +59,11 @@ def test_estimate_against_small_budgets(program, tmp_path) -> None:
     need = plan.arena_bytes + plan.stack_bytes
     tight = small_profile(tmp_path, str(need - 1), "1MiB")
     costs = McuTarget().estimate(program, tight)
-    assert not costs.fits_sram and costs.fits_flash and not costs.fits
+    assert [p.name for p in costs.over_budget] == ["sram"] and not costs.fits
+    assert f"= {need:,} B > {need - 1:,} B" in costs.pool("sram").describe()
     exact = small_profile(tmp_path, str(need), str(plan.flash_bytes - 1))
     costs = McuTarget().estimate(program, exact)
-    assert costs.fits_sram and not costs.fits_flash
+    assert [p.name for p in costs.over_budget] == ["flash"]
 
 
 def test_non_mcu_profile_is_refused(program) -> None:
@@ -70,24 +71,28 @@ def test_non_mcu_profile_is_refused(program) -> None:
         McuTarget().estimate(program, load_profile("rpi4"))
 
 
-def test_build_hands_the_plan_to_the_emitter(program, tmp_path, monkeypatch) -> None:
+def test_build_hands_the_plan_to_the_emitter(program, monkeypatch) -> None:
     seen = {}
 
-    def emit_artifact(program, profile, plan, outdir, **options):
-        seen.update(program=program, profile=profile, plan=plan, outdir=outdir, options=options)
-        return {"format": "edgevit-artifact"}
+    def artifact_files(program, profile, plan, **options):
+        seen.update(program=program, profile=profile, plan=plan, options=options)
+        return {"report.md": "r"}
 
     fake = types.ModuleType("edgevit.targets.mcu.emit")
-    fake.emit_artifact = emit_artifact
+    fake.artifact_files = artifact_files
     monkeypatch.setitem(sys.modules, "edgevit.targets.mcu.emit", fake)
-    got = McuTarget().build(program, "stm32f746-disco", tmp_path / "out", schedule="reference")
-    assert got == {"format": "edgevit-artifact"}
-    assert seen["plan"] == plan_program(program, load_profile("stm32f746-disco")) and seen["outdir"] == tmp_path / "out"
-    assert seen["options"] == {"schedule": "reference"} and seen["profile"].name == "stm32f746-disco"
+    target = McuTarget()
+    costs = target.estimate(program, "stm32f746-disco")
+    got = target.build(program, "stm32f746-disco", costs, "VECTORS", schedule="reference")
+    assert got == {"report.md": "r"}
+    assert seen["plan"] is costs.plan and seen["profile"].name == "stm32f746-disco"
+    assert seen["options"] == {"schedule": "reference", "vectors": "VECTORS"}
+    with pytest.raises(UserInputError, match="--schedule 'slow'"):
+        target.build(program, "stm32f746-disco", costs, None, schedule="slow")
 
 
 def test_code_estimate_shares_functions_between_identical_blocks() -> None:
-    from edgevit.targets.codesize import estimate_code_bytes, function_bytes, function_key
+    from edgevit.targets.mcu.codesize import estimate_code_bytes, function_bytes, function_key
 
     def prog(depth):
         spec = ViTSpec.uniform(depth=depth, heads=2, head_dim=4, mlp_hidden=16, image_size=8, in_channels=1,
@@ -110,7 +115,7 @@ def test_code_estimate_shares_functions_between_identical_blocks() -> None:
 
 
 def test_gemm_regions_and_k_unroll_follow_the_fast_schedule() -> None:
-    from edgevit.targets.codesize import gemm_regions, k_unroll
+    from edgevit.targets.mcu.codesize import gemm_regions, k_unroll
 
     assert gemm_regions(50, 192) == ["main"] and gemm_regions(17, 72) == ["main", "bottom"]
     assert gemm_regions(1, 10) == ["bottom"] and gemm_regions(1, 5) == ["bottom", "right"]
@@ -119,7 +124,7 @@ def test_gemm_regions_and_k_unroll_follow_the_fast_schedule() -> None:
 
 
 def test_add_pos_shares_add_function_and_runtime_groups_follow_the_ops(program) -> None:
-    from edgevit.targets.codesize import RUNTIME_BYTES, code_summary, function_key, runtime_bytes
+    from edgevit.targets.mcu.codesize import RUNTIME_BYTES, code_summary, function_key, runtime_bytes
 
     def key(k):
         return function_key(k, [program.tensors[t] for t in k.inputs], [program.tensors[t] for t in k.outputs], None)
@@ -140,9 +145,9 @@ def test_estimate_needs_no_code_generation(tmp_path) -> None:
     import subprocess
 
     script = ("import sys\n"
-              "from tests.targets.test_planner import make_program\n"
+              "from tests.backend.test_planner import make_program\n"
               "from edgevit.model.spec import ViTSpec\n"
-              "from edgevit.targets.planner import plan_program\n"
+              "from edgevit.backend.planner import plan_program\n"
               "spec = ViTSpec.uniform(depth=1, heads=2, head_dim=4, mlp_hidden=16, image_size=8, in_channels=1,"
               " patch_size=2, embed_dim=8, num_classes=3)\n"
               "p = make_program(spec, 1)\n"

@@ -20,9 +20,9 @@ from hypothesis import strategies as st
 from edgevit.model.spec import ViTSpec
 from edgevit.profiles.profile import load_profile
 from edgevit.targets.mcu.target import McuTarget
-from edgevit.targets.mcu.vectors import random_vectors
+from edgevit.backend.vectors import random_vectors
 from tests.conftest import vit_specs
-from tests.targets.test_planner import make_program
+from tests.backend.test_planner import make_program
 
 ROOT = Path(__file__).resolve().parents[2]
 ZOO = ROOT / "models" / "fmnist-tiny"
@@ -43,10 +43,15 @@ def profile():
 
 def build(program, profile, out: Path):
     """(estimate Costs, manifest) of `program` written by McuTarget.build (the emitter `edgevit compile` uses)."""
+    import json
+
+    from edgevit.backend.artifact_write import seal, write_files
+
     target = McuTarget()
     costs = target.estimate(program, profile)
-    manifest = target.build(program, profile, out, vectors=random_vectors(program, 1))
-    return costs, manifest
+    files = seal(target.build(program, profile, costs, random_vectors(program, 1)), target)
+    write_files(out, files)
+    return costs, json.loads(files["manifest.json"])
 
 
 def header_macro(artifact: Path, name: str) -> int:
@@ -60,16 +65,16 @@ def header_macro(artifact: Path, name: str) -> int:
 def check_figures(costs, manifest: dict, artifact: Path) -> None:
     """Manifest memory, the header's macros and model.c's arena agree with the estimate."""
     mem = manifest["memory"]
-    assert (mem["arena_bytes"], mem["flash_bytes"]) == (costs.arena_bytes, costs.flash_bytes)
+    assert (mem["arena_bytes"], mem["flash_bytes"]) == (costs.figures['arena_bytes'], costs.figures['flash_bytes'])
     assert (mem["weight_bytes"], mem["code_bytes"], mem["lower_bound_bytes"], mem["naive_bytes"]) == \
-        (costs.weight_bytes, costs.code_bytes, costs.lower_bound_bytes, costs.naive_bytes)
-    assert header_macro(artifact, "EDGEVIT_ARENA_BYTES") == costs.arena_bytes
-    assert header_macro(artifact, "EDGEVIT_WEIGHT_BYTES") == costs.weight_bytes
-    assert header_macro(artifact, "EDGEVIT_STACK_BYTES") == costs.stack_bytes
+        (costs.figures['weight_bytes'], costs.figures['code_bytes'], costs.figures['lower_bound_bytes'], costs.figures['naive_bytes'])
+    assert header_macro(artifact, "EDGEVIT_ARENA_BYTES") == costs.figures['arena_bytes']
+    assert header_macro(artifact, "EDGEVIT_WEIGHT_BYTES") == costs.figures['weight_bytes']
+    assert header_macro(artifact, "EDGEVIT_STACK_BYTES") == costs.figures['stack_bytes']
     model_c = (artifact / "src" / "model.c").read_text()
     assert re.search(r"static uint8_t edgevit_arena\[EDGEVIT_ARENA_BYTES\]", model_c)
     offsets = [int(x) for x in re.findall(r"edgevit_arena \+ (\d+)", model_c)]
-    assert offsets and max(offsets) < costs.arena_bytes
+    assert offsets and max(offsets) < costs.figures['arena_bytes']
 
 
 @settings(max_examples=2, deadline=None, suppress_health_check=[HealthCheck.too_slow,
@@ -100,13 +105,13 @@ def check_firmware(costs, artifact: Path, workdir: Path, profile) -> dict:
 
     flash = model_flash(artifact, workdir, profile)
     elf = workdir / "full" / "firmware" / "firmware.elf"
-    assert elf_symbol_size(elf, "edgevit_arena") == costs.arena_bytes
-    code = flash["model"] - costs.weight_bytes
-    error, code_error = (costs.flash_bytes - flash["model"]) / flash["model"], (costs.code_bytes - code) / code
+    assert elf_symbol_size(elf, "edgevit_arena") == costs.figures['arena_bytes']
+    code = flash["model"] - costs.figures['weight_bytes']
+    error, code_error = (costs.figures['flash_bytes'] - flash["model"]) / flash["model"], (costs.figures['code_bytes'] - code) / code
     assert abs(error) <= FLASH_TOLERANCE and abs(code_error) <= CODE_TOLERANCE, (
-        f"estimated flash {costs.flash_bytes} B (weights {costs.weight_bytes} + code {costs.code_bytes}) vs "
+        f"estimated flash {costs.figures['flash_bytes']} B (weights {costs.figures['weight_bytes']} + code {costs.figures['code_bytes']}) vs "
         f"measured {flash['model']} B ({100 * error:+.1f}%; code {code} B, {100 * code_error:+.1f}%): "
-        "recalibrate edgevit/targets/codesize.py with scripts/calibrate_codesize.py")
+        "recalibrate edgevit/targets/mcu/codesize.py with scripts/calibrate_codesize.py")
     return flash
 
 
@@ -128,7 +133,7 @@ def test_compiled_zoo_model_matches_its_estimate(profile, tmp_path) -> None:
     estimate of the very Program it compiled (same fingerprint), and the firmware is within tolerance."""
     from edgevit.lower import lower
     from edgevit.model.checkpoint import load_checkpoint
-    from edgevit.targets.compile import compile_artifact
+    from edgevit.backend.compile import compile_artifact
 
     out = tmp_path / "art"
     compile_artifact(ZOO, PROFILE, out, vectors=2, progress=False)

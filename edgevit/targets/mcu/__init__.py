@@ -1,14 +1,9 @@
 """The MCU backend (docs/mcu-backend.md): `McuTarget` (target.py) estimates a Program's costs from
-the static memory plan (targets/planner.py) and builds the artifact through `emit.emit_artifact`."""
+the static memory plan (backend/planner.py) and builds a firmware artifact through `emit.py`."""
 
 from __future__ import annotations
 
-__all__ = ["McuTarget"]
+from edgevit.targets.mcu.target import McuTarget
 
-
-def __getattr__(name: str):
-    if name == "McuTarget":
-        from edgevit.targets.mcu.target import McuTarget
-
-        return McuTarget
-    raise AttributeError(f"module 'edgevit.targets.mcu' has no attribute {name!r}")
+TARGET = McuTarget
+__all__ = ["McuTarget", "TARGET"]

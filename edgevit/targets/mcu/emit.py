@@ -5,7 +5,7 @@ the driver and weights (driver.py), the test vectors (vectors.py), the firmware 
 projects (project.py), then memory.png, report.md and manifest.json (edgevit/report/), and
 writes them all into `outdir`. Every file is produced in memory first, so the manifest can
 hash them and nothing depends on the output path or the time: same inputs, same bytes.
-The caller (`edgevit.targets.compile`) makes the directory appear atomically.
+The caller (`edgevit.backend.compile`) makes the directory appear atomically.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from typing import Callable
 
 from edgevit.targets.mcu import driver
 from edgevit.targets.mcu.project import project_files
-from edgevit.targets.mcu.vectors import Vectors, random_vectors, vector_files
+from edgevit.backend.vectors import Vectors, random_vectors
+from edgevit.targets.mcu.vectors import vector_files
 
 RANDOM_VECTORS = 8  # vectors of random images when the caller has no dataset
 
@@ -44,9 +45,9 @@ def artifact_files(program, profile, plan, *, vectors: Vectors | None = None, pa
                    schedule: str = "fast", pass_reports: list[dict] | None = None,
                    progress: Callable[[str], None] | None = None) -> dict[str, str | bytes]:
     """Every file of the artifact as {relative path: text or bytes}, manifest.json included."""
-    from edgevit.report.manifest import build_manifest, finish_manifest, manifest_json
-    from edgevit.report.plot import memory_png
-    from edgevit.report.render import render_report
+    from edgevit.backend.manifest import build_manifest, finish_manifest, manifest_json
+    from edgevit.backend.memory_plot import memory_png
+    from edgevit.targets.mcu.report import render_report
 
     say = progress or (lambda msg: None)
     driver.io_infos(program)
@@ -71,23 +72,17 @@ def artifact_files(program, profile, plan, *, vectors: Vectors | None = None, pa
     return files
 
 
-def write_artifact_files(outdir: Path, files: dict[str, str | bytes]) -> None:
-    """Write {relative path: text or bytes} under `outdir` (text as UTF-8 with "\\n" line ends)."""
-    for rel in sorted(files):
-        path = Path(outdir) / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        content = files[rel]
-        path.write_bytes(content.encode("utf-8") if isinstance(content, str) else content)
-
-
 def emit_artifact(program, profile, plan, outdir: Path, **options) -> dict:
     """Generate the artifact of `program` for `profile` with memory `plan` into `outdir` (created
-    if missing; existing files are overwritten). Options: vectors (Vectors; default: random images),
-    passes (pipeline text), schedule ("fast" | "reference"), pass_reports, progress(message).
-    Returns the manifest (a dict)."""
+    if missing; existing files are overwritten), sealed like `edgevit compile` seals it. Options:
+    vectors (Vectors; default: random images), passes (pipeline text), schedule ("fast" |
+    "reference"), pass_reports, progress(message). Returns the manifest (a dict)."""
     import json
 
-    files = artifact_files(program, profile, plan, **options)
+    from edgevit.backend.artifact_write import seal, write_files
+    from edgevit.targets.mcu.target import McuTarget
+
+    files = seal(artifact_files(program, profile, plan, **options), McuTarget())
     Path(outdir).mkdir(parents=True, exist_ok=True)
-    write_artifact_files(Path(outdir), files)
+    write_files(Path(outdir), files)
     return json.loads(files["manifest.json"])

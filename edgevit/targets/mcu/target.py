@@ -1,22 +1,27 @@
 """McuTarget: the Target of `kind: mcu` profiles (Cortex-M microcontrollers).
 
-`estimate` is the planner's figures (no code generation; NAS calls it thousands of times):
-arena, lower bound, naive plan, stack, weights, code estimate and MACs, with the profile's SRAM
-and flash as budgets; `Costs.plan` carries the MemoryPlan so that `build` (and the compile
-command) use the very plan whose numbers were reported.
+`estimate` is the planner's figures (no code generation; NAS calls it thousands of times): the
+arena, lower bound, naive plan, the firmware's stack, weights and a code estimate, as the pools
+"sram" (arena + stack) and "flash" (weights + code) against the profile's memories. `Costs.plan`
+carries the MemoryPlan so that `build` uses the very plan whose numbers were reported.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import Any
 
+from edgevit.backend.costs import Costs, Pool
+from edgevit.backend.target import Target
 from edgevit.errors import UserInputError
-from edgevit.targets.base import Costs, Target
-from edgevit.targets.planner import MemoryPlan, plan_program
+
+SCHEDULES = ("fast", "reference")
+BUILD_OPTIONS = ("schedule", "passes", "pass_reports", "progress")
 
 
 def _mcu_profile(profile):
     """A loaded Profile (names and YAML paths are loaded) that must be of kind "mcu"."""
+    from pathlib import Path
+
     if isinstance(profile, (str, Path)):
         from edgevit.profiles.profile import load_profile
 
@@ -27,32 +32,62 @@ def _mcu_profile(profile):
     return profile
 
 
+def costs_of_plan(plan, program, profile, latency_ms: float | None = None) -> Costs:
+    """The Costs of a MemoryPlan on an MCU profile: pools sram (arena + stack) and flash (weights + code)."""
+    return Costs(pools=(Pool("sram", plan.arena_bytes + plan.stack_bytes, int(profile.memory.sram_bytes),
+                             f"arena {plan.arena_bytes:,} B + stack {plan.stack_bytes:,} B"),
+                        Pool("flash", plan.flash_bytes, int(profile.memory.flash_bytes),
+                             f"weights {plan.weight_bytes:,} B + code {plan.code_bytes:,} B")),
+                 macs=program.macs(), activation_bytes=plan.arena_bytes, latency_ms=latency_ms,
+                 figures=plan.memory_dict(), plan=plan)
+
+
 class McuTarget(Target):
     """Cortex-M microcontrollers: one static arena, weights in flash, TVM-generated C kernels."""
 
     kind = "mcu"
+    description = "Cortex-M microcontrollers: runtime-free C firmware"
+    default_runner = "qemu"
 
-    def plan(self, program, profile, budget: int | None = None) -> MemoryPlan:
+    def plan(self, program, profile, budget: int | None = None):
         """The static memory plan of `program` on `profile` (planner.plan_program)."""
+        from edgevit.backend.planner import plan_program
+
         return plan_program(program, _mcu_profile(profile), budget=budget)
 
     def estimate(self, program, profile) -> Costs:
-        """Costs of `program` on an MCU `profile` straight from its memory plan (no code generation):
-        sram_budget is the profile's SRAM (arena + stack must fit), flash_budget its flash."""
+        """Costs of `program` on an MCU `profile` straight from its memory plan (no code generation)."""
         profile = _mcu_profile(profile)
-        plan = plan_program(program, profile)
-        return Costs(arena_bytes=plan.arena_bytes, lower_bound_bytes=plan.lower_bound_bytes,
-                     naive_bytes=plan.naive_bytes, stack_bytes=plan.stack_bytes, weight_bytes=plan.weight_bytes,
-                     code_bytes=plan.code_bytes, flash_bytes=plan.flash_bytes, macs=program.macs(),
-                     sram_budget=profile.memory.sram_bytes, flash_budget=profile.memory.flash_bytes,
-                     latency_ms=None, plan=plan)
+        return costs_of_plan(self.plan(program, profile), program, profile)
 
-    def build(self, program, profile, outdir: Path, plan: MemoryPlan | None = None, **options):
-        """Write the artifact of `program` into `outdir` with `plan` (default: planned here) through
-        `edgevit.targets.mcu.emit.emit_artifact(program, profile, plan, outdir, **options)`;
-        returns what that returns (the manifest)."""
-        from edgevit.targets.mcu.emit import emit_artifact
+    def check_options(self, options: dict[str, Any]) -> None:
+        """Known options only; `schedule` one of SCHEDULES."""
+        unknown = sorted(set(options) - set(BUILD_OPTIONS))
+        if unknown:
+            raise UserInputError(f"the mcu target has no build option(s) {unknown}; it takes {list(BUILD_OPTIONS)}")
+        if options.get("schedule", "fast") not in SCHEDULES:
+            raise UserInputError(f"--schedule {options['schedule']!r}: choose one of {', '.join(SCHEDULES)}")
 
+    def build(self, program, profile, costs: Costs, vectors, **options) -> dict[str, str | bytes]:
+        """Every file of the firmware artifact (emit.artifact_files) with the plan in `costs`
+        (planned here when `costs` carries none). Options: schedule, passes, pass_reports, progress."""
+        from edgevit.targets.mcu.emit import artifact_files
+
+        self.check_options(options)
         profile = _mcu_profile(profile)
-        plan = plan if plan is not None else plan_program(program, profile)
-        return emit_artifact(program, profile, plan, Path(outdir), **options)
+        plan = costs.plan if costs is not None and costs.plan is not None else self.plan(program, profile)
+        return artifact_files(program, profile, plan, vectors=vectors, **options)
+
+    def over_budget_hint(self, costs: Costs, program) -> str:
+        """The largest arena buffers at the plan's peak step."""
+        from edgevit.backend.planner import largest_buffers
+
+        return f"Largest arena buffers {largest_buffers(costs.plan, program)}." if costs.plan is not None else ""
+
+    def runners(self) -> dict[str, type]:
+        """qemu (the emulated board), host (this machine's gcc) and serial (a real board)."""
+        from edgevit.targets.mcu.runners.host import HostRunner
+        from edgevit.targets.mcu.runners.qemu import QemuRunner
+        from edgevit.targets.mcu.runners.serial import SerialRunner
+
+        return {r.name: r for r in (QemuRunner, HostRunner, SerialRunner)}

@@ -17,9 +17,9 @@ import pytest
 from edgevit.lower.intmath import make_add_params
 from edgevit.lower.program import ProgramBuilder
 from edgevit.lower.reference import run_program
-from edgevit.targets.kernels import UnsupportedKernelError
-from edgevit.targets.mcu.vectors import Vectors
-from edgevit.targets.planner import Buffer, MemoryPlan, Step
+from edgevit.backend.kernels import UnsupportedKernelError
+from edgevit.backend.vectors import Vectors
+from edgevit.backend.planner import Buffer, MemoryPlan, Step
 
 WERROR = "-Werror"
 SANITIZE = "-fsanitize=address,undefined -fno-sanitize-recover=all -g"

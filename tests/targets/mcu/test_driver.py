@@ -13,16 +13,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from edgevit.lower.program import Kernel
-from edgevit.targets.kernels.base import Arg, KernelCode
+from edgevit.backend.kernels.base import Arg, KernelCode
 from edgevit.targets.mcu import driver
 from edgevit.targets.mcu.emit import emit_artifact
-from edgevit.targets.planner import Buffer
+from edgevit.backend.planner import Buffer
 from tests.targets.mcu.helpers import (add_chain_program, assert_outputs_match, build_firmware, chain_plan,
                                        emit_or_skip, needs_arm, needs_qemu, run_host, run_qemu, vectors_for)
 
 def real_plan(program, profile):
     """The planner's plan (skips while the planner is not written)."""
-    from edgevit.targets.planner import plan_program
+    from edgevit.backend.planner import plan_program
 
     return emit_or_skip(plan_program, program, profile)
 

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from edgevit.lower import lower_float, lower_int8
 from edgevit.model.vit import build_model
 from edgevit.targets.mcu.emit import emit_artifact
-from edgevit.targets.mcu.vectors import random_vectors
+from edgevit.backend.vectors import random_vectors
 from tests.conftest import vit_specs
 from tests.lower.int8_helpers import minmax_qmodel, randomise
 from tests.targets.mcu.helpers import (SANITIZE, WERROR, assert_outputs_match, build_firmware, emit_or_skip, needs_arm,
@@ -27,7 +27,7 @@ def programs_for(spec, seed: int = 0):
 
 
 def emit_and_run(program, profile, out, count: int = 3, schedule: str = "fast"):
-    from edgevit.targets.planner import plan_program
+    from edgevit.backend.planner import plan_program
 
     plan = emit_or_skip(plan_program, program, profile)
     vectors = random_vectors(program, count)
@@ -91,7 +91,7 @@ def program_slice(program, first: str, last: str):
 
 
 def slice_vectors(program, count: int = 3, seed: int = 0):
-    from edgevit.targets.mcu.vectors import Vectors
+    from edgevit.backend.vectors import Vectors
 
     from tests.targets.mcu.helpers import vectors_for
 
@@ -105,7 +105,7 @@ def slice_vectors(program, count: int = 3, seed: int = 0):
 def test_program_slices_run_like_the_reference(tiny_programs, profile, tmp_path, which, first, last) -> None:
     """Parts of a ViT whose kernels exist (no linear / patch_embed needed): cls token, positions,
     LayerNorm, attention with its scratch, pooling."""
-    from edgevit.targets.planner import plan_program
+    from edgevit.backend.planner import plan_program
 
     program = program_slice(tiny_programs[0] if which == "float32" else tiny_programs[1], first, last)
     plan = emit_or_skip(plan_program, program, profile)

@@ -1,0 +1,1 @@
+"""The shared backend layer (docs/architecture.md)."""

@@ -1,0 +1,250 @@
+"""Load and verify an artifact directory written by `edgevit compile` (docs/mcu-backend.md).
+
+`load_artifact(dir)` reads `manifest.json`, checks its format ("edgevit-artifact", version 1)
+and the sha256 of every file it lists (a missing or modified file is an ArtifactError naming
+it), and returns an `Artifact`. Runners never build inside the artifact: `copy_build_tree`
+copies the listed files under `src/`, `firmware/` and `host/` (and only those, so stale
+objects a user built by hand are never picked up) into a temporary build directory,
+re-checking each file's hash as it is copied.
+
+The manifest's `files` section may map path -> hex digest, path -> {"sha256": digest, ...},
+or be a list of {"path": ..., "sha256": ...}; digests may carry a "sha256:" prefix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+
+from edgevit.errors import ProfileError
+from edgevit.backend.errors import ArtifactError
+
+FORMAT = "edgevit-artifact"
+VERSION = 1
+BUILD_DIRS = ("src", "firmware", "host")
+EXPECTED = "vectors/expected.npy"
+LABELS = "vectors/labels.npy"
+RECOMPILE = "recompile it with `edgevit compile`"
+
+
+def sha256_bytes(data: bytes) -> str:
+    """Hex sha256 of `data`."""
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass(frozen=True)
+class Vectors:
+    """The bundled test vectors: `expected` [V, *output shape] (reference outputs), `labels` [V]."""
+
+    expected: np.ndarray
+    labels: np.ndarray
+
+    @property
+    def count(self) -> int:
+        """How many vectors the artifact bundles."""
+        return int(self.expected.shape[0])
+
+    @property
+    def output_bytes(self) -> int:
+        """Bytes of one output (EDGEVIT_OUTPUT_SIZE x element size)."""
+        return int(self.expected[0].nbytes) if self.count else 0
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A verified artifact: its directory, parsed manifest and listed files (posix path -> sha256)."""
+
+    root: Path
+    manifest: dict
+    files: dict[str, str]
+
+    def require(self, *paths: str, why: str) -> None:
+        """ArtifactError unless every path is listed in the manifest (e.g. "firmware/Makefile")."""
+        missing = [p for p in paths if p not in self.files]
+        if missing:
+            raise ArtifactError(f"{self.root}: the manifest lists no {', '.join(missing)}, which {why} needs; "
+                                f"{RECOMPILE} (the emitter writes it)")
+
+    def target_info(self) -> dict:
+        """The manifest's `target` section: {kind, runners, default_runner} (ArtifactError if absent)."""
+        info = self.manifest.get("target")
+        if not (isinstance(info, dict) and isinstance(info.get("kind"), str)
+                and isinstance(info.get("runners"), list)):
+            raise ArtifactError(f"{self.root}/manifest.json: no `target` section saying which backend built it "
+                                f"and which runners can run it (written by an older edgevit?); {RECOMPILE}")
+        return info
+
+    def load_vectors(self) -> Vectors:
+        """expected.npy and labels.npy, checked to agree in count (ArtifactError otherwise)."""
+        self.require(EXPECTED, LABELS, why="checking the outputs")
+        expected, labels = (_load_npy(self.root / p, p) for p in (EXPECTED, LABELS))
+        if expected.ndim < 1 or labels.ndim != 1 or labels.shape[0] != expected.shape[0]:
+            raise ArtifactError(f"{self.root}: {EXPECTED} has shape {expected.shape} but {LABELS} has shape "
+                                f"{labels.shape}; they must hold one row / one label per vector; {RECOMPILE}")
+        declared = manifest_output_dtype(self.manifest)
+        if declared is not None and np.dtype(declared) != expected.dtype:
+            raise ArtifactError(f"{self.root}: the manifest's program output dtype is {declared} but {EXPECTED} "
+                                f"holds {expected.dtype}; {RECOMPILE}")
+        return Vectors(expected, labels)
+
+    def profile(self):
+        """The device Profile the artifact was compiled for (embedded in the manifest, or by name)."""
+        return manifest_profile(self.manifest, self.root / "manifest.json")
+
+    def macs_per_inference(self) -> int | None:
+        """Total MACs of one inference from the manifest (kernels table or program summary), if known."""
+        kernels = self.manifest.get("kernels")
+        if isinstance(kernels, list) and kernels and all(isinstance(k, dict) and "macs" in k for k in kernels):
+            return int(sum(int(k["macs"]) for k in kernels))
+        program = self.manifest.get("program")
+        if isinstance(program, dict) and isinstance(program.get("macs"), int):
+            return int(program["macs"])
+        return None
+
+    def copy_build_tree(self, dest: Path) -> Path:
+        """Copy the listed files under src/, firmware/, host/ into `dest` (same relative layout),
+        checking each file's sha256 again as it is copied; returns `dest`."""
+        for rel, digest in sorted(self.files.items()):
+            if rel.split("/", 1)[0] not in BUILD_DIRS:
+                continue
+            data = _read_verified(self.root, rel, digest)
+            target = dest / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+        return dest
+
+
+def load_artifact(path: str | Path, verify: bool = True) -> Artifact:
+    """Read `path`/manifest.json, check its format and (verify=True) every listed file's sha256.
+
+    Raises ArtifactError naming the file for: no such directory, no or unreadable manifest,
+    wrong format/version, missing listed files, hash mismatches (all of them listed)."""
+    root = Path(path)
+    if not root.is_dir():
+        raise ArtifactError(f"{root}: no such artifact directory (write one with `edgevit compile ... --out {root}`)")
+    manifest = _read_manifest(root / "manifest.json")
+    files = manifest_files(manifest, root / "manifest.json")
+    if verify:
+        verify_files(root, files)
+    return Artifact(root, manifest, files)
+
+
+def _read_manifest(path: Path) -> dict:
+    if not path.is_file():
+        raise ArtifactError(f"{path}: missing; this is not an artifact written by `edgevit compile`")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ArtifactError(f"{path}: cannot read the manifest ({e}); {RECOMPILE}") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        got = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
+        raise ArtifactError(f"{path}: format is {got!r}, expected {FORMAT!r}; not an edgevit artifact")
+    version = manifest.get("version", VERSION)
+    if version != VERSION:
+        raise ArtifactError(f"{path}: artifact format version {version!r}; this edgevit reads version {VERSION}; "
+                            f"{RECOMPILE} with this version")
+    return manifest
+
+
+def manifest_files(manifest: dict, source: Path) -> dict[str, str]:
+    """The manifest's `files` section as {posix relative path: lowercase hex sha256}."""
+    raw = manifest.get("files")
+    if isinstance(raw, list):
+        try:
+            raw = {item["path"]: item for item in raw}
+        except (TypeError, KeyError):
+            raw = None
+    if not isinstance(raw, dict) or not raw:
+        raise ArtifactError(f"{source}: no `files` section with the sha256 of every file; {RECOMPILE}")
+    files = {}
+    for rel, entry in raw.items():
+        digest = entry.get("sha256") if isinstance(entry, dict) else entry
+        if not isinstance(digest, str):
+            raise ArtifactError(f"{source}: files[{rel!r}] has no sha256 digest")
+        files[_safe_relpath(rel, source)] = digest.lower().removeprefix("sha256:")
+    files.pop("manifest.json", None)
+    return files
+
+
+def _safe_relpath(rel: str, source: Path) -> str:
+    p = PurePosixPath(str(rel))
+    if p.is_absolute() or ".." in p.parts or not p.parts:
+        raise ArtifactError(f"{source}: files lists {rel!r}, which is not a path inside the artifact")
+    return p.as_posix()
+
+
+def verify_files(root: Path, files: dict[str, str]) -> None:
+    """ArtifactError listing every listed file that is missing or whose sha256 differs."""
+    missing, changed = [], []
+    for rel, digest in sorted(files.items()):
+        path = root / rel
+        if not path.is_file():
+            missing.append(rel)
+        elif sha256_bytes(path.read_bytes()) != digest:
+            changed.append(rel)
+    problems = [f"missing: {', '.join(missing)}"] if missing else []
+    problems += [f"sha256 differs from the manifest (modified after compile): {', '.join(changed)}"] if changed else []
+    if problems:
+        raise ArtifactError(f"{root}: the artifact does not match its manifest.json — {'; '.join(problems)}. "
+                            f"Restore the files or {RECOMPILE}")
+
+
+def _read_verified(root: Path, rel: str, digest: str) -> bytes:
+    path = root / rel
+    try:
+        data = path.read_bytes()
+    except OSError:
+        raise ArtifactError(f"{root}: missing: {rel} (listed in manifest.json); {RECOMPILE}") from None
+    if sha256_bytes(data) != digest:
+        raise ArtifactError(f"{root}: {rel}: sha256 differs from the manifest (modified after compile); {RECOMPILE}")
+    return data
+
+
+def _load_npy(path: Path, rel: str) -> np.ndarray:
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise ArtifactError(f"{path}: cannot read {rel} ({e}); {RECOMPILE}") from None
+
+
+def manifest_output_dtype(manifest: dict) -> str | None:
+    """The program output dtype the manifest declares (program.output.dtype or program.output_dtype), if any."""
+    program = manifest.get("program")
+    if not isinstance(program, dict):
+        return None
+    output = program.get("output")
+    dtype = output.get("dtype") if isinstance(output, dict) else program.get("output_dtype")
+    return dtype if isinstance(dtype, str) else None
+
+
+def manifest_profile(manifest: dict, source: Path):
+    """The Profile recorded in the manifest: the full profile dict under `profile` (or nested
+    one level inside it) if it validates, else the shipped profile named by `profile.name`."""
+    from edgevit.profiles.profile import Profile, load_profile
+
+    raw = manifest.get("profile")
+    name = raw if isinstance(raw, str) else raw.get("name") if isinstance(raw, dict) else None
+    for candidate in _profile_candidates(raw):
+        try:
+            return Profile.model_validate(candidate)
+        except Exception:  # noqa: BLE001 - not this shape; try the next candidate
+            continue
+    if not isinstance(name, str):
+        raise ArtifactError(f"{source}: no `profile` (name or profile fields); {RECOMPILE}")
+    try:
+        return load_profile(name)
+    except ProfileError as e:
+        raise ArtifactError(f"{source}: the manifest embeds no valid profile and names {name!r}, which cannot be "
+                            f"loaded ({e}); {RECOMPILE}") from None
+
+
+def _profile_candidates(raw: Any) -> list[dict]:
+    if not isinstance(raw, dict):
+        return []
+    nested = [v for v in raw.values() if isinstance(v, dict) and "kind" in v and "emulator" in v]
+    return ([raw] if "emulator" in raw else []) + nested

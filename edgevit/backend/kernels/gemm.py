@@ -1,0 +1,362 @@
+"""Shared TIR building blocks of the GEMM-like kernels (`linear`, `patch_embed`).
+
+A GEMM kernel computes, for output row n < rows and column m < cols,
+
+    acc[n, m] = init(m) + sum_{k...} x(n, k...) * w(m, k...)       (int32, or float32; init 0 if None)
+    col[m]    = per-column values, e.g. requantize constants          (computed once per column tile)
+    out[n, m] = epilogue(acc[n, m], n, m, col[m])                    (bias, requantize, LUT, GELU)
+
+`GemmSpec` describes one kernel: its C parameters (pointers become `T.decl_buffer`s, scalars
+int32 variables), the reduction extents and the expressions above. `build_gemm` writes it as a
+private TIR PrimFunc made of *regions*: rectangles of the output, each with its own blocks
+(`col{r}` per-column values, `acc{r}` reduction, `out{r}` epilogue), so that the main rectangle
+can be tiled by a tile that divides it exactly while the leftover row/column strips get a smaller
+tile (`plan_regions`). `schedule_gemm` applies one of two schedules with `tvm.s_tir.Schedule`:
+
+- "reference": plain loops; accumulator and column values computed at each output element.
+- "fast": column tiles of tm outer, row tiles of tn inner; per column tile the column values are
+  computed once (hoisted out of the row loop); per tn x tm output tile the reduction runs with
+  the k loop outside and the tile unrolled inside (each x and w value loaded once per tile), the
+  accumulators in a tn x tm local array that gcc keeps in registers. With `dsp` (int8 operands on
+  a DSP core, `GemmSpec.dsp_intrin` set) each tile's whole reduction is tensorized into ONE call of
+  a micro/gemm_dsp.h micro-kernel (SXTB16 + SMLAD) holding the accumulators in its own locals: one
+  call per 4-value step inside TIR's k loop got them spilled by gcc -O2 once inlined into the model
+  driver (0.34-0.48 MACs/instruction on the M7 instead of 0.6-0.7). `gemm_intrin` is linear's
+  (2x2 in the main rectangle, 1x2 and 1x1 in the leftover strips).
+
+Local buffers (accumulators, column values) keep TVM's default "global" scope: after compute_at
+they are a few constant-size elements, which TVM 0.27 prints as C stack arrays
+(`int32_t acc0_ptr[4];`) that gcc keeps in registers. (A "local"-scope buffer would need a device
+attribute that private functions lack: "Unknown device id in current IR".) StorageRewrite merges
+buffers of successive regions whatever their dtypes, through pointer casts that break C's strict
+aliasing at -O2; so every local buffer of a kernel has the accumulator's dtype (Column values too).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+from edgevit.backend.kernels.base import KernelRequest, func_name
+from edgevit.backend.kernels.common import check_request, const_arg, int_arg, row_count, tensor_arg  # noqa: F401
+
+DSP_TILE = (2, 2)     # output tile (rows, cols) of the DSP micro-kernel
+FAST_TILE = (2, 2)    # output tile of the plain fast schedule
+DSP_K = 4             # int8 values per 32-bit word
+UNROLL_K = 4          # k unrolling of the plain fast schedule (largest of 4, 2 dividing K)
+
+Expr = Any
+Bufs = dict
+
+
+@dataclass(frozen=True)
+class Param:
+    """A C parameter: a pointer to `dtype` elements viewed as `shape`, or an int32 scalar (shape None)."""
+
+    name: str
+    dtype: str = "int32"
+    shape: tuple[int, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Column:
+    """A per-column value `name` of `dtype` (the accumulator's: see the module docstring),
+    value(bufs, m) (e.g. a rounding constant from shift[m])."""
+
+    name: str
+    dtype: str
+    value: Callable[[Bufs, Expr], Expr]
+
+
+@dataclass(frozen=True)
+class Region:
+    """Output rectangle [n0, n0 + rows) x [m0, m0 + cols), computed with output tile `tile` (tn, tm)."""
+
+    n0: int
+    rows: int
+    m0: int
+    cols: int
+    tile: tuple[int, int] = (1, 1)
+    dsp: bool = False
+
+
+@dataclass(frozen=True)
+class GemmSpec:
+    """One GEMM kernel: out[n, m] = epilogue(init(m) + sum_k x(n, k) * w(m, k), n, m, col).
+
+    rows/cols: output shape; reduce: reduction extents (e.g. (K,) or (C, p, p)); acc_dtype: int32
+    or float32; out: the name of the output Param. The callables get the dict of buffers/scalars by
+    Param name and TIR index expressions and return TIR expressions: x, w, init of acc_dtype (init
+    None: zero; init_params: the Params it reads), epilogue of the output dtype; epilogue's `col`
+    maps each Column name to its value at this column. dsp_intrin(tn, tm): the name of a registered
+    tensor intrinsic computing one tn x tm output tile's whole reduction (acc[tn, tm] += ...: a
+    micro-kernel call) for the tile shapes `plan_regions` makes from dsp_tile (the main tile), None:
+    no DSP micro-kernel (e.g. `gemm_intrin` for x, w plain int8 loads X[n, k], W[m, k] of row-major
+    buffers).
+    """
+
+    rows: int
+    cols: int
+    reduce: tuple[int, ...]
+    acc_dtype: str
+    out: str
+    params: tuple[Param, ...]
+    x: Callable[[Bufs, Expr, Sequence[Expr]], Expr]
+    w: Callable[[Bufs, Expr, Sequence[Expr]], Expr]
+    epilogue: Callable[[Bufs, Expr, Expr, Expr, dict], Expr]
+    init: Callable[[Bufs, Expr], Expr] | None = None
+    init_params: tuple[str, ...] = ()
+    columns: tuple[Column, ...] = ()
+    dsp_intrin: Callable[[int, int], str] | None = None
+    dsp_tile: tuple[int, int] = DSP_TILE
+
+    def __post_init__(self) -> None:
+        odd = [c.name for c in self.columns if c.dtype != self.acc_dtype]
+        if odd:
+            raise ValueError(f"GEMM column values {odd} must have the accumulator dtype {self.acc_dtype} "
+                             "(TVM merges local buffers across regions by pointer casts)")
+
+
+# ---------------------------------------------------------------- request helpers (no TVM)
+
+def gemm_func_name(req: KernelRequest, **code_facts: Any) -> str:
+    """ev_<op>_<dtype>_<hash> over the op, dtypes, schedule and everything else the code depends on
+    (`code_facts`: shapes, rows, weight bits, activation, whether the DSP micro-kernel is used).
+    Constant values and per-layer scalars are arguments, so they are not part of the name."""
+    key = {"op": req.kernel.op, "in": [t.dtype for t in req.in_infos], "out": [t.dtype for t in req.out_infos],
+           "schedule": req.schedule, **code_facts}
+    return func_name(req.kernel.op, req.dtype, key)
+
+
+def uses_dsp(req: KernelRequest, k: int, int8_operands: bool = True) -> bool:
+    """Whether the DSP micro-kernel applies: fast schedule, DSP core, int8 operands, K % 4 == 0."""
+    return req.schedule == "fast" and req.dsp and int8_operands and k % DSP_K == 0
+
+
+def plan_regions(rows: int, cols: int, tile: tuple[int, int], dsp: bool = False) -> list[Region]:
+    """Cover a rows x cols output: the largest tile-aligned rectangle with `tile`, then the leftover
+    bottom rows with a (1, tm) tile and the leftover right columns with (1, 1); all with `dsp`."""
+    tn, tm = tile
+    main_rows, main_cols = rows - rows % tn, cols - cols % tm
+    regions = []
+    if main_rows and main_cols:
+        regions.append(Region(0, main_rows, 0, main_cols, tile, dsp))
+    if rows > main_rows and main_cols:
+        regions.append(Region(main_rows, rows - main_rows, 0, main_cols, (1, tm), dsp))
+    if cols > main_cols:
+        regions.append(Region(0, rows, main_cols, cols - main_cols, (1, 1), dsp))
+    return regions
+
+
+# ---------------------------------------------------------------- building the PrimFunc
+
+def gemm_prim_func(spec: GemmSpec, schedule: str, dsp: bool = False):
+    """The scheduled private PrimFunc of `spec`: "reference" (one region, plain loops) or "fast"
+    (FAST_TILE regions; with `dsp` (see `uses_dsp`) spec.dsp_tile regions, each tile's reduction
+    tensorized with spec.dsp_intrin)."""
+    if schedule == "reference":
+        regions = [Region(0, spec.rows, 0, spec.cols)]
+    else:
+        assert not dsp or spec.dsp_intrin is not None
+        regions = plan_regions(spec.rows, spec.cols, spec.dsp_tile if dsp else FAST_TILE, dsp)
+    return schedule_gemm(build_gemm(spec, regions), spec, regions, schedule)
+
+
+def build_gemm(spec: GemmSpec, regions: Sequence[Region]):
+    """The unscheduled private PrimFunc (s_tir blocks) of `spec` over `regions`."""
+    from tvm.script.ir_builder import IRBuilder
+    from tvm.script.ir_builder import tirx as T
+
+    with IRBuilder() as ib:
+        with T.prim_func(is_private=True, s_tir=True):
+            bufs = _declare_params(spec.params)
+            with T.sblock("root"):
+                for r, region in enumerate(regions):
+                    _region_blocks(spec, bufs, r, region)
+    return ib.get()
+
+
+def _declare_params(params: Sequence[Param]) -> Bufs:
+    """T.arg for every parameter (all first: T.arg must precede other frames), then a
+    T.decl_buffer view of every pointer parameter."""
+    from tvm.script.ir_builder import IRBuilder
+    from tvm.script.ir_builder import tirx as T
+
+    args = {p.name: T.arg(p.name, T.int32() if p.shape is None else T.handle(p.dtype)) for p in params}
+    bufs = {}
+    for p in params:
+        if p.shape is None:
+            bufs[p.name] = args[p.name]
+        else:
+            bufs[p.name] = IRBuilder.name(_buffer_name(p.name), T.decl_buffer(p.shape, p.dtype, data=args[p.name]))
+    return bufs
+
+
+def _region_blocks(spec: GemmSpec, bufs: Bufs, r: int, region: Region) -> None:
+    """Blocks col{r} (column values), acc{r} (reduction into a region-local accumulator) and out{r}
+    (epilogue, store into the output)."""
+    from tvm import tirx
+    from tvm.script.ir_builder import IRBuilder
+    from tvm.script.ir_builder import tirx as T
+
+    cols = {c.name: IRBuilder.name(f"{c.name}{r}", T.sblock_alloc_buffer((region.cols,), c.dtype))
+            for c in spec.columns}
+    if cols:
+        with T.serial(region.cols) as m:
+            with T.sblock(f"col{r}"):
+                vm = T.axis.spatial(region.cols, m)
+                for c in spec.columns:
+                    T.buffer_store(cols[c.name], c.value(bufs, region.m0 + vm), [vm])
+    acc = IRBuilder.name(f"acc{r}", T.sblock_alloc_buffer((region.rows, region.cols), spec.acc_dtype))
+    with T.grid(region.rows, region.cols, *spec.reduce) as loops:
+        with T.sblock(f"acc{r}"):
+            vn, vm, *vk = T.axis.remap("SS" + "R" * len(spec.reduce), loops)
+            with T.init():
+                init = tirx.const(0, spec.acc_dtype) if spec.init is None else spec.init(bufs, region.m0 + vm)
+                T.buffer_store(acc, init, [vn, vm])
+            term = spec.x(bufs, region.n0 + vn, vk) * spec.w(bufs, region.m0 + vm, vk)
+            T.buffer_store(acc, acc[vn, vm] + term, [vn, vm])
+    with T.grid(region.rows, region.cols) as (n, m):
+        with T.sblock(f"out{r}"):
+            vn, vm = T.axis.remap("SS", [n, m])
+            col = {name: buf[vm] for name, buf in cols.items()}
+            value = spec.epilogue(bufs, acc[vn, vm], region.n0 + vn, region.m0 + vm, col)
+            T.buffer_store(bufs[spec.out], value, [region.n0 + vn, region.m0 + vm])
+
+
+# ---------------------------------------------------------------- schedules
+
+def schedule_gemm(func, spec: GemmSpec, regions: Sequence[Region], schedule: str):
+    """Apply the "reference" or "fast" schedule to every region of `build_gemm`'s function;
+    returns the scheduled PrimFunc, ready for `tvmc.lower_to_c`."""
+    import tvm
+    from tvm import s_tir
+
+    sch = s_tir.Schedule(tvm.IRModule({"main": func}))
+    for r, region in enumerate(regions):
+        if schedule == "reference":
+            _schedule_plain(sch, spec, r)
+        else:
+            _schedule_tiled(sch, spec, r, region)
+    return sch.mod["main"]
+
+
+def _schedule_plain(sch, spec: GemmSpec, r: int) -> None:
+    """Everything at the output element: for n, m: col = f(m); acc = init; for k: acc += x*w; out."""
+    out, acc = sch.get_sblock(f"out{r}"), sch.get_sblock(f"acc{r}")
+    _, m = sch.get_loops(out)
+    sch.compute_at(acc, m, preserve_unit_loops=True)
+    sch.decompose_reduction(acc, sch.get_loops(acc)[4])
+    if spec.columns:
+        sch.compute_at(sch.get_sblock(f"col{r}"), m, preserve_unit_loops=True)
+
+
+def _schedule_tiled(sch, spec: GemmSpec, r: int, region: Region) -> None:
+    """Column tiles outside, row tiles inside; column values per column tile; per output tile the
+    k loops outside the unrolled tile, or one DSP micro-kernel call for the tile's whole reduction."""
+    tn, tm = region.tile
+    out, acc = sch.get_sblock(f"out{r}"), sch.get_sblock(f"acc{r}")
+    n, m = sch.get_loops(out)
+    no, ni = sch.split(n, [None, tn])
+    mo, mi = sch.split(m, [None, tm])
+    sch.reorder(mo, no, mi, ni)
+    sch.compute_at(acc, no, preserve_unit_loops=True)
+    ti, tj, *ks = sch.get_loops(acc)[2:]
+    if region.dsp:
+        init = sch.decompose_reduction(acc, ti)
+        _hide_init_reads(sch, acc, spec.init_params)
+        sch.tensorize(ti, spec.dsp_intrin(tn, tm))
+    else:
+        sch.reorder(*ks, ti, tj)
+        init = sch.decompose_reduction(acc, ks[0])
+        _unroll_k(sch, ks[-1], spec.reduce[-1])
+        sch.unroll(ti)
+        sch.unroll(tj)
+    for loop in sch.get_loops(init)[2:] + [mi, ni]:
+        sch.unroll(loop)
+    if spec.columns:
+        col = sch.get_sblock(f"col{r}")
+        sch.compute_at(col, mo, preserve_unit_loops=True)
+        sch.unroll(sch.get_loops(col)[-1])
+
+
+def _unroll_k(sch, k_loop, extent: int) -> None:
+    """Unroll the innermost reduction loop: fully up to UNROLL_K, else by the largest of UNROLL_K, 2
+    dividing it (an unrolled even/odd pair also resolves the 4-bit weights' nibble select)."""
+    if extent <= UNROLL_K:
+        sch.unroll(k_loop)
+        return
+    for factor in (UNROLL_K, 2):
+        if extent % factor == 0:
+            sch.unroll(sch.split(k_loop, [None, factor])[1])
+            return
+
+
+def _hide_init_reads(sch, update, init_params: Sequence[str]) -> None:
+    """After decompose_reduction the update block still lists the init's reads (e.g. the bias);
+    it no longer reads them, and the tensor intrinsic's pattern has no such read: drop them."""
+    names = {_buffer_name(p) for p in init_params}
+    hidden = [i for i, region in enumerate(sch.get(update).reads) if _region_name(region) in names]
+    if hidden:
+        sch.unsafe_hide_buffer_access(update, "read", hidden)
+
+
+def _region_name(region) -> str:
+    """Name of the buffer a block's read/write region refers to."""
+    return region.source.name
+
+
+def _buffer_name(param: str) -> str:
+    """TIR name of the buffer view of pointer Param `param`."""
+    return param.upper()
+
+
+# ---------------------------------------------------------------- the DSP tensor intrinsic
+
+def gemm_intrin(tn: int, tm: int, k: int) -> str:
+    """Register (once) and name the tensor intrinsic C[tn, tm] += A[tn, k] . B[tm, k]^T (int8 -> int32,
+    k % 4 == 0: a whole output tile's reduction) implemented by `ev_gemm_dsp_{tn}x{tm}` of micro/gemm_dsp.h."""
+    from tvm.s_tir import TensorIntrin
+
+    name = f"ev_gemm_dsp_{tn}x{tm}_k{k}"
+    if TensorIntrin.get(name, allow_missing=True) is None:
+        TensorIntrin.register(name, _dsp_func(tn, tm, k, None), _dsp_func(tn, tm, k, f"ev_gemm_dsp_{tn}x{tm}"))
+    return name
+
+
+def _dsp_func(tn: int, tm: int, k: int, call: str | None):
+    """A[tn, k], B[tm, k] (int8, row strides sa, sb), C[tn, tm] (int32, stride sc) and either the
+    reference loop nest (call None: the intrinsic's description) or `call(C, sc, A, sa, B, sb, k)`."""
+    from tvm.script.ir_builder import IRBuilder
+    from tvm.script.ir_builder import tirx as T
+
+    with IRBuilder() as ib:
+        with T.prim_func(s_tir=True):
+            handles = [T.arg(n, T.handle()) for n in "abc"]
+            strides = [T.int32() for _ in range(3)]
+            shapes, dtypes = [(tn, k), (tm, k), (tn, tm)], ["int8", "int8", "int32"]
+            A, B, C = (T.match_buffer(h, shape, dt, offset_factor=1, strides=[st, 1])
+                       for h, shape, dt, st in zip(handles, shapes, dtypes, strides))
+            with T.sblock("root"):
+                T.reads(C[0:tn, 0:tm], A[0:tn, 0:k], B[0:tm, 0:k])
+                T.writes(C[0:tn, 0:tm])
+                if call is not None:
+                    T.evaluate(T.call_extern("void", call, C.access_ptr("rw"), strides[2], A.access_ptr("r"),
+                                             strides[0], B.access_ptr("r"), strides[1], k))
+                else:  # C[i, j] += A[i, t] * B[j, t]
+                    with T.grid(tn, tm, k) as loops:
+                        with T.sblock("update"):
+                            vi, vj, vk = intrin_block_vars(T, loops, [(tn, "S"), (tm, "S"), (k, "R")])
+                            prod = T.Cast("int32", A[vi, vk]) * T.Cast("int32", B[vj, vk])
+                            T.buffer_store(C, C[vi, vj] + prod, [vi, vj])
+    return ib.get()
+
+
+def intrin_block_vars(T, loops, dims: Sequence[tuple[int, str]]) -> list:
+    """Inside a tensor intrinsic description's block: one block variable per (extent, "S" | "R") of
+    `dims` bound to its loop, or 0 for a unit extent (the scheduled blocks have no variable there,
+    so the pattern also matches 1 x tm tiles and single-channel reductions)."""
+    live = [(loop, kind) for loop, (extent, kind) in zip(loops, dims) if extent > 1]
+    bound = T.axis.remap("".join(kind for _, kind in live), [loop for loop, _ in live])
+    bound = iter([bound] if len(live) == 1 else bound)  # remap of one variable returns it bare
+    return [next(bound) if extent > 1 else 0 for extent, _ in dims]

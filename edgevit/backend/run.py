@@ -1,0 +1,179 @@
+"""`edgevit run`: run an artifact's bundled test vectors on a runner and check every output.
+
+    result = run_artifact("out/tiny", "qemu", count=10)     # dict, JSON-able
+    print_result(result, Console())
+
+Steps: verify the artifact (hashes), pick the runner, check its tools, build and run in a
+temporary directory, parse the EV lines (protocol.py), compare with `vectors/expected.npy`
+(the reference interpreter's outputs: bit-exact for integer outputs; float outputs within
+1e-4 relative, see `outputs_match`), top-1 against `vectors/labels.npy`, and turn SysTick
+ticks into an instruction count (qemu) and a latency *estimate* at the profile's clock.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from edgevit.errors import UserInputError
+from edgevit.backend.artifact import Vectors, load_artifact
+from edgevit.backend.protocol import DeviceRun, parse_output
+from edgevit.backend.runner import Runner, Stage, get_runner
+
+FLOAT_RTOL = 1e-4
+SHOWN_MISMATCHES = 10
+LATENCY_NOTE = ("estimate: instructions counted by QEMU (-icount) at the profile's clock, assuming 1 instruction "
+                "per cycle; QEMU models no pipeline, caches or flash wait states")
+
+
+def run_artifact(artifact: str | Path, runner: str | Runner | None = None, count: int | None = None,
+                 sanitize: bool = False, timeout: float | None = None, progress: bool = True,
+                 keep_build: Path | None = None) -> dict:
+    """Build and run the first `count` (default: all) bundled vectors of `artifact` on `runner` (a name
+    among the runners of the artifact's target, a Runner instance, or None: the artifact's default
+    runner) and return the checked result dict.
+
+    Keys: runner, source, profile, machine, clock_hz, artifact, count, bundled, dtype, matches,
+    mismatches (first indices), match_rule, max_abs_error, top1, reference_top1, ticks (per vector),
+    instructions_per_tick, instructions_per_inference, estimated_latency_ms, latency_note,
+    elapsed_s, sanitize. Raises ArtifactError / ToolchainError / UserInputError (exit 2) and
+    RunFailedError (exit 1) with messages for people."""
+    art = load_artifact(artifact)
+    vectors = art.load_vectors()
+    count = resolve_count(count, vectors.count, art.root)
+    if timeout is not None and timeout <= 0:
+        raise UserInputError(f"--timeout must be a positive number of seconds (got {timeout})")
+    run = runner if isinstance(runner, Runner) else pick_runner(art, runner, sanitize=sanitize, keep_build=keep_build)
+    profile = art.profile()
+    run.check(art, profile)
+    limit = timeout if timeout is not None else run.default_timeout(art, profile, count)
+    with _progress(progress) as stage:
+        out = run.execute(art, profile, count, limit, stage)
+    device = parse_output(out.text, count, vectors.output_bytes, source=f"{out.source} output")
+    result = {"runner": run.name, "source": out.source, "profile": profile.name,
+              "machine": profile.emulator.machine, "clock_hz": int(profile.clock_hz), "artifact": str(art.root),
+              "bundled": vectors.count, "sanitize": bool(run.sanitize), "elapsed_s": round(out.elapsed_s, 3)}
+    result.update(check_outputs(device, vectors))
+    result.update(timing(device, run.instructions_per_tick(profile) if run.counts_instructions else None,
+                         profile.clock_hz, run.name, profile.emulator.machine))
+    return result
+
+
+def pick_runner(art, name: str | None, **options) -> Runner:
+    """The runner called `name` (None: the artifact's default runner) among those of the artifact's
+    target; UserInputError (exit 2) listing the runners that can serve it otherwise."""
+    from edgevit.backend.target import get_target
+
+    info = art.target_info()
+    target = get_target(info["kind"])
+    chosen = name or info.get("default_runner") or target.default_runner
+    if chosen not in info.get("runners", sorted(target.runners())):
+        raise UserInputError(f"--runner {chosen!r} cannot run {art.root} (a {info['kind']} artifact); runners that "
+                             f"can: {', '.join(info.get('runners', []))}")
+    return get_runner(chosen, target, **options)
+
+
+def resolve_count(count: int | None, bundled: int, root: Path) -> int:
+    """`count` (default: all bundled vectors), UserInputError when the artifact bundles fewer."""
+    if count is None:
+        return bundled
+    if count < 1:
+        raise UserInputError(f"--count must be at least 1 (got {count})")
+    if count > bundled:
+        raise UserInputError(f"--count {count} but {root} bundles only {bundled} test vector"
+                             f"{'s' if bundled != 1 else ''}; run with --count {bundled} or fewer, or recompile "
+                             f"with `edgevit compile ... --vectors {count}`")
+    return count
+
+
+def device_outputs(device: DeviceRun, vectors: Vectors) -> np.ndarray:
+    """The device's outputs as an array shaped like expected[:count] (same dtype)."""
+    dtype, shape = vectors.expected.dtype, vectors.expected.shape[1:]
+    return np.stack([np.frombuffer(v.data, dtype=dtype).reshape(shape) for v in device.vectors])
+
+
+def outputs_match(outputs: np.ndarray, expected: np.ndarray) -> tuple[np.ndarray, float]:
+    """(per-vector bool [n], max |output - expected|) for outputs/expected of shape [n, ...].
+
+    Integer dtypes: bit-exact. Floats: max |out - ref| <= 1e-4 x max |ref| over the vector
+    (NaN never matches)."""
+    n = outputs.shape[0]
+    out = outputs.reshape(n, -1)
+    ref = expected.reshape(n, -1)
+    if np.issubdtype(ref.dtype, np.integer):
+        diff = np.abs(out.astype(np.int64) - ref.astype(np.int64))
+        return np.all(out == ref, axis=1), float(diff.max(initial=0))
+    diff = np.abs(out.astype(np.float64) - ref.astype(np.float64))
+    scale = np.abs(ref.astype(np.float64)).max(axis=1, initial=0.0)
+    worst = np.where(np.isnan(diff).any(axis=1), np.inf, diff.max(axis=1, initial=0.0))
+    return worst <= FLOAT_RTOL * scale, float(worst.max(initial=0.0))
+
+
+def check_outputs(device: DeviceRun, vectors: Vectors) -> dict:
+    """count, dtype, matches, mismatches, match_rule, max_abs_error, top1, reference_top1."""
+    outputs = device_outputs(device, vectors)
+    n = outputs.shape[0]
+    expected, labels = vectors.expected[:n], vectors.labels[:n]
+    ok, max_err = outputs_match(outputs, expected)
+    integer = np.issubdtype(expected.dtype, np.integer)
+    return {"count": n, "dtype": str(expected.dtype), "matches": int(ok.sum()),
+            "mismatches": [int(i) for i in np.flatnonzero(~ok)[:SHOWN_MISMATCHES]],
+            "match_rule": "bit-exact" if integer else f"max |out - ref| <= {FLOAT_RTOL:g} x max |ref| per vector",
+            "max_abs_error": max_err if not integer else int(max_err),
+            "top1": _top1(outputs, labels), "reference_top1": _top1(expected, labels)}
+
+
+def _top1(outputs: np.ndarray, labels: np.ndarray) -> float:
+    flat = outputs.reshape(outputs.shape[0], -1)
+    with np.errstate(invalid="ignore"):
+        return float(np.mean(np.argmax(flat, axis=1) == labels.astype(np.int64)))
+
+
+def timing(device: DeviceRun, per_tick: float | None, clock_hz: float, runner: str, machine: str | None) -> dict:
+    """ticks, instructions_per_tick, instructions_per_inference (mean ticks x per_tick) and the
+    estimated latency in ms at `clock_hz` (1 instruction per cycle), with a note saying what it is."""
+    ticks = device.ticks
+    result = {"ticks": ticks, "instructions_per_tick": per_tick, "instructions_per_inference": None,
+              "estimated_latency_ms": None}
+    if per_tick is None:
+        why = (f"QEMU machine {machine!r} has no calibrated instructions-per-tick figure (edgevit/targets/mcu/runners/qemu.py)"
+               if runner == "qemu" else f"the {runner} runner does not count instructions")
+        return {**result, "latency_note": f"no instruction count: {why}"}
+    if not any(ticks):
+        return {**result, "latency_note": "no instruction count: the firmware reported 0 SysTick ticks"}
+    instructions = float(np.mean(ticks)) * per_tick
+    return {**result, "instructions_per_inference": round(instructions),
+            "estimated_latency_ms": instructions / float(clock_hz) * 1e3, "latency_note": LATENCY_NOTE}
+
+
+@contextmanager
+def _progress(enabled: bool) -> Iterator[Stage]:
+    if not enabled:
+        yield lambda message: None
+        return
+    from rich.console import Console
+
+    with Console(stderr=True).status("starting") as status:
+        yield lambda message: status.update(message)
+
+
+def print_result(result: dict, console) -> None:
+    """Print a run's result (from run_artifact) for people on a Rich console."""
+    n, ok = result["count"], result["matches"]
+    console.print(f"[bold]{result['artifact']}[/] on {result['source']} (profile {result['profile']}), "
+                  f"{n} vector{'s' if n != 1 else ''}")
+    verdict = "[green]all match[/]" if ok == n else f"[bold red]{n - ok} MISMATCH[/] (first: {result['mismatches']})"
+    console.print(f"  outputs        {ok}/{n} {result['match_rule']}  {verdict}  "
+                  f"(max |error| {result['max_abs_error']:g})")
+    console.print(f"  top-1          {result['top1']:.2%} on the device, {result['reference_top1']:.2%} reference")
+    if result["instructions_per_inference"] is not None:
+        console.print(f"  instructions   {result['instructions_per_inference']:,} per inference "
+                      f"({result['instructions_per_tick']:g} per SysTick tick)")
+        console.print(f"  latency        ~{result['estimated_latency_ms']:.3f} ms at {result['clock_hz'] / 1e6:g} MHz "
+                      "(an estimate, not a measurement)")
+        console.print(f"                 [dim]{result['latency_note']}[/]")
+    else:
+        console.print(f"  latency        [dim]{result['latency_note']}[/]")

@@ -1,0 +1,164 @@
+"""The Runner interface and the registry of runners by name (`edgevit run --runner NAME`).
+
+A runner turns a verified Artifact into the device's raw output text (the `EV` protocol lines,
+edgevit/backend/protocol.py); edgevit/backend/run.py parses and checks that text. Runners that build
+from the artifact's sources follow one template (`Runner.execute`): copy the artifact's
+src/, firmware/, host/ into a fresh temporary directory (the artifact is never written to),
+`build` there, then run the command `build` returned under a time limit. A runner for real
+boards (serial.py) overrides `execute` to flash and read a UART instead, and returns the
+same RunOutput.
+
+A target lists its runner classes (`Target.runners()`); `get_runner(name, target)` picks one.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from abc import ABC, abstractmethod
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, ClassVar, Iterator
+
+from edgevit.errors import UserInputError
+from edgevit.backend.artifact import Artifact
+from edgevit.backend.errors import RunFailedError, output_tail
+from edgevit.backend.process import ProcessOutput, Tool, exit_status, require_tools, run_process
+from edgevit.backend.protocol import describe_ev_error
+
+Stage = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class RunOutput:
+    """The raw result of a run: the text carrying the EV lines, where it came from, wall time."""
+
+    text: str
+    source: str  # e.g. "qemu-system-arm -M mps2-an500", "host model_host"
+    elapsed_s: float
+    build_dir: Path | None = None  # kept build directory, if the runner was asked to keep it
+
+
+class Runner(ABC):
+    """Builds and runs an artifact's test vectors somewhere; subclasses set `name`/`description`."""
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    counts_instructions: ClassVar[bool] = False  # True when EV ticks measure executed work
+
+    def __init__(self, *, sanitize: bool = False, keep_build: Path | None = None) -> None:
+        """sanitize: build with ASan/UBSan (host only); keep_build: copy the build dir there after the run."""
+        if sanitize and not self.supports_sanitize():
+            raise UserInputError(f"--sanitize only applies to the host runner (got --runner {self.name}); "
+                                 "run `edgevit run DIR --runner host --sanitize`")
+        self.sanitize = sanitize
+        self.keep_build = keep_build
+
+    @classmethod
+    def supports_sanitize(cls) -> bool:
+        """Whether this runner can build with sanitizers."""
+        return False
+
+    @abstractmethod
+    def tools(self, profile) -> list[Tool]:
+        """The programs this runner needs for `profile` (checked before anything is built)."""
+
+    def required_files(self) -> tuple[str, ...]:
+        """Artifact files (manifest paths) this runner builds from, e.g. ("host/Makefile",)."""
+        return ()
+
+    def check(self, artifact: Artifact, profile) -> None:
+        """ToolchainError / ArtifactError when a tool or a needed artifact file is missing."""
+        require_tools(self.tools(profile), self.name)
+        if self.required_files():
+            artifact.require(*self.required_files(), why=f"the {self.name} runner")
+
+    def default_timeout(self, artifact: Artifact, profile, count: int) -> float:
+        """Seconds allowed for running `count` vectors when the user gives no --timeout."""
+        return 120.0 + 2.0 * count
+
+    def instructions_per_tick(self, profile) -> float | None:
+        """Executed instructions per EV tick on this runner/profile, or None when ticks mean nothing."""
+        return None
+
+    def build(self, workdir: Path, profile, count: int) -> tuple[list[str], Path]:
+        """Build the copied sources in `workdir` for `count` vectors; return (command, cwd) to run."""
+        raise NotImplementedError
+
+    def execute(self, artifact: Artifact, profile, count: int, timeout: float, stage: Stage) -> RunOutput:
+        """Copy, build and run the artifact's first `count` vectors; return the program's stdout.
+        Raises RunFailedError (build failure, crash, non-zero exit) or RunTimeoutError."""
+        with build_directory(self.keep_build) as workdir:
+            artifact.copy_build_tree(workdir)
+            stage(f"building for {self.name}")
+            cmd, cwd = self.build(workdir, profile, count)
+            stage(f"running {count} vector{'s' if count != 1 else ''} on {self.name}")
+            out = run_process(cmd, cwd=cwd, timeout=timeout, what=f"the {self.name} run", env=self.run_env(),
+                              check=False)
+            if out.returncode != 0:
+                raise failed_run(self.source(profile), out)
+            return RunOutput(out.stdout, self.source(profile), out.elapsed_s, self.keep_build)
+
+    def run_env(self) -> dict | None:
+        """Environment for the run (None: inherit)."""
+        return None
+
+    def source(self, profile) -> str:
+        """Short label of where the output came from, for messages."""
+        return self.name
+
+
+def failed_run(source: str, out: ProcessOutput) -> RunFailedError:
+    """The error for a run that exited non-zero: its status, edgevit_run's error code if it printed
+    EV-ERROR, and the tail of stdout + stderr (sanitizer reports land there)."""
+    detail = describe_ev_error(out.stdout)
+    report = sanitizer_report(out.stderr)
+    if report:
+        shown = f"\nSanitizer report:\n{report}\nLast lines of its output:\n{output_tail(out.stdout, 5)}"
+    else:
+        shown = f"\nLast lines of its output:\n{output_tail(out.stdout + out.stderr)}"
+    return RunFailedError(f"{source} exited with {exit_status(out.returncode)}{': ' + detail if detail else ''}"
+                          + shown)
+
+
+def sanitizer_report(stderr: str, lines: int = 14) -> str | None:
+    """The start of an ASan/UBSan report in `stderr` (error line and stack) plus its SUMMARY line."""
+    text = stderr.splitlines()
+    starts = [i for i, ln in enumerate(text) if "ERROR: AddressSanitizer" in ln or "ERROR: LeakSanitizer" in ln
+              or "runtime error:" in ln]
+    if not starts:
+        return None
+    rest = text[starts[0]:]
+    summary = next((i for i, ln in enumerate(rest) if "SUMMARY:" in ln), None)
+    kept = rest[:lines] if summary is None or summary < lines else rest[:lines - 1] + [rest[summary]]
+    if summary is not None and summary < lines:
+        kept = rest[:summary + 1]
+    return "\n".join("    " + ln[:300] for ln in kept)
+
+
+@contextmanager
+def build_directory(keep: Path | None = None) -> Iterator[Path]:
+    """A fresh temporary build directory, removed afterwards (copied to `keep` first if given)."""
+    workdir = Path(tempfile.mkdtemp(prefix="edgevit-run-"))
+    try:
+        yield workdir
+    finally:
+        if keep is not None:
+            shutil.copytree(workdir, keep, dirs_exist_ok=True)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def runners_of(target) -> dict[str, type[Runner]]:
+    """{name: Runner class} of a Target (backend/target.py)."""
+    return dict(target.runners())
+
+
+def get_runner(name: str, target, **options) -> Runner:
+    """An instance of `target`'s runner called `name` (options: sanitize, keep_build, runner-specific
+    ones); UserInputError listing the target's runners when it has no such runner."""
+    runners = runners_of(target)
+    if name not in runners:
+        choices = ", ".join(f"{n} ({runners[n].description})" for n in sorted(runners)) or "none"
+        raise UserInputError(f"--runner {name!r} cannot run a {target.kind} artifact; runners that can: {choices}")
+    return runners[name](**options)

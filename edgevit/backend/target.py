@@ -1,0 +1,132 @@
+"""The target contract: what a backend provides, and how shared code finds one by name.
+
+A backend is one package `edgevit.targets.<name>` that exposes `TARGET`, a `Target` subclass.
+Shared code never imports a backend: `get_target(profile)` imports `edgevit.targets.<name>`
+by name, where name is the profile's `target` field or, by default, its `kind` ("mcu", "cpu",
+"fpga"). Backends that live outside the package (plug-ins, tests) call `register_target`.
+
+    target = get_target(profile)
+    problems = target.supports(program, profile)        # [] or reasons, before any work
+    costs = target.estimate(program, profile)            # cheap, no codegen: Costs (backend/costs.py)
+    files = target.build(program, profile, costs, vectors, **options)   # {relative path: text | bytes}
+    target.runners()                                     # {runner name: Runner class}; target.default_runner
+
+`build` returns every file of the artifact but the final manifest: it may return a partial
+`manifest.json` with its own sections; `backend/artifact_write.py` adds the format, the target,
+its runners and the digests, then writes the directory atomically.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, Callable, ClassVar
+
+from edgevit.backend.costs import Costs
+from edgevit.errors import UserInputError
+
+TARGETS_PACKAGE = "edgevit.targets"
+
+
+@dataclass(frozen=True)
+class QuantConstraints:
+    """What a target's integer kernels can execute, for the quant pass and `supports`.
+
+    weight_bits: weight widths it runs; per_channel_weights: per-output-channel weight scales;
+    per_tensor_activations: one scale per activation tensor (always true today);
+    power_of_two_scales: requantization by shifts only (some FPGA overlays);
+    residual_int16: an int16 residual stream."""
+
+    weight_bits: tuple[int, ...] = (4, 8)
+    per_channel_weights: bool = True
+    per_tensor_activations: bool = True
+    power_of_two_scales: bool = False
+    residual_int16: bool = True
+
+
+class Target(ABC):
+    """A backend: early support checks, cheap cost estimates, artifact builds and its runners."""
+
+    kind: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    default_runner: ClassVar[str] = ""
+
+    def supports(self, program, profile) -> list[str]:
+        """Reasons this target cannot run `program` on `profile` (op, dtype, shape), [] when it can."""
+        return []
+
+    def check_options(self, options: dict[str, Any]) -> None:
+        """UserInputError for a build option this target does not know or accept (before any work)."""
+        if options:
+            raise UserInputError(f"the {self.kind} target takes no build options (got {sorted(options)})")
+
+    def quant_constraints(self, profile) -> QuantConstraints:
+        """The integer formats this target's kernels execute on `profile`."""
+        return QuantConstraints()
+
+    @abstractmethod
+    def estimate(self, program, profile) -> Costs:
+        """Costs of `program` on `profile` without generating code (NAS calls this thousands of times)."""
+
+    @abstractmethod
+    def build(self, program, profile, costs: Costs, vectors, **options) -> dict[str, str | bytes]:
+        """Every artifact file for `program` as {relative posix path: text or bytes}, built with the
+        plan carried by `costs` (from `estimate`) and the test `vectors` (backend/vectors.py)."""
+
+    def over_budget_hint(self, costs: Costs, program) -> str:
+        """What to look at when `costs` exceed a budget (e.g. the largest buffers), or ""."""
+        return ""
+
+    def runners(self) -> dict[str, type]:
+        """{name: Runner class} of the runners that can run this target's artifacts."""
+        return {}
+
+
+_REGISTERED: dict[str, Callable[[], Target]] = {}
+
+
+def register_target(name: str, factory: Callable[[], Target]) -> None:
+    """Make `name` resolve to `factory()` (a Target) without a package under edgevit/targets/.
+    Registering a name again replaces it (tests register and unregister throw-away targets)."""
+    _REGISTERED[name] = factory
+
+
+def unregister_target(name: str) -> None:
+    """Forget a target added with `register_target` (no-op when absent)."""
+    _REGISTERED.pop(name, None)
+
+
+def target_names() -> list[str]:
+    """Every target name: the packages under edgevit/targets/ and the registered ones, sorted."""
+    pkg = importlib.import_module(TARGETS_PACKAGE)
+    found = {m.name for m in pkgutil.iter_modules(pkg.__path__) if m.ispkg}
+    return sorted(found | set(_REGISTERED))
+
+
+def target_name_of(profile) -> str:
+    """The target a profile compiles with: its `target` field, else its kind."""
+    return getattr(profile, "target", None) or profile.kind
+
+
+def get_target(profile_or_name) -> Target:
+    """The Target for a Profile (see `target_name_of`) or a target name; UserInputError naming the
+    profile and the known targets when there is none."""
+    name = profile_or_name if isinstance(profile_or_name, str) else target_name_of(profile_or_name)
+    if name in _REGISTERED:
+        return _REGISTERED[name]()
+    if name.isidentifier():
+        try:
+            module = importlib.import_module(f"{TARGETS_PACKAGE}.{name}")
+        except ModuleNotFoundError as e:
+            if e.name not in (f"{TARGETS_PACKAGE}.{name}",):
+                raise
+            module = None
+        cls = getattr(module, "TARGET", None)
+        if cls is not None:
+            return cls()
+    what = name if isinstance(profile_or_name, str) else f"profile {profile_or_name.name!r} ({name})"
+    raise UserInputError(f"{what}: no backend can compile for it yet; targets available: "
+                         f"{', '.join(target_names())}. Choose a profile of one of those kinds "
+                         "(`edgevit profiles list`)")

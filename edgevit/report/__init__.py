@@ -1,1 +1,0 @@
-"""edgevit.report (see DESIGN.md)."""

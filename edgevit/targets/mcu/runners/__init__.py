@@ -1,0 +1,1 @@
+"""Runners of MCU artifacts."""
