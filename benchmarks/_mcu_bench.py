@@ -1,6 +1,6 @@
 """Helpers of benchmarks/mcu_speed.py: one-kernel int8 Programs, measured on the QEMU board.
 
-A measurement builds a real artifact (`plan_program` -> `emit_artifact` with random int8 input
+A measurement builds a real artifact (`plan_memory` -> `emit_artifact` with random int8 input
 vectors and the reference interpreter's outputs) and runs it with `run_artifact(..., "qemu")`:
 SysTick ticks around one `edgevit_run` call under `-icount shift=0` give executed instructions
 (40 per tick on mps2-an500), and every output is compared bit-exactly with the reference.
@@ -197,14 +197,14 @@ class Bench:
         ticks, matches, count} or {error} when generating, building or running failed."""
         from edgevit.backend.run import run_artifact
         from edgevit.targets.mcu.emit import emit_artifact
-        from edgevit.backend.planner import plan_program
+        from edgevit.targets.mcu.memory import plan_memory
 
         count = count or self.count
         out = Path(self.workdir) / f"{_tag(program.name)}-{schedule}"
         shutil.rmtree(out, ignore_errors=True)
         self.runs += 1
         try:
-            emit_artifact(program, self.profile, plan_program(program, self.profile), out,
+            emit_artifact(program, self.profile, plan_memory(program), out,
                           vectors=self.vectors(program, count), schedule=schedule)
             r = run_artifact(out, "qemu", count=count, progress=False)
         except ToolchainError:

@@ -7,9 +7,9 @@ observer on 16 random calibration images; no GPTQ / bias correction: memory does
 the values) and planned for the stm32f746-disco profile.
 
 Columns: kernels; int8 arena, lower bound (largest live set), naive plan (TFLite-Micro style, see
-planner.naive_ops), arena/naive (issue target <= 0.5), arena/lower bound (target <= 1.2); chains
-(chunked steps); weight, code and flash bytes; float32 arena; plans per second (int8, this machine,
-measured for >= 1 s, best of 3).
+backend/naive.py), arena/naive (issue target <= 0.5), arena/lower bound (target <= 1.2); chains
+(chunked steps); weight, code and flash bytes (targets/mcu/memory.py); float32 arena; plans per
+second (int8 arena plan and the MCU memory figures, this machine, measured for >= 1 s, best of 3).
 
     .venv/bin/python benchmarks/mcu_memory.py [--profile stm32f746-disco]
 """
@@ -31,7 +31,7 @@ from edgevit.model.spec import ViTSpec
 from edgevit.model.vit import build_model
 from edgevit.passes.quantize import quantize
 from edgevit.profiles.profile import load_profile
-from edgevit.backend.planner import plan_program
+from edgevit.targets.mcu.memory import memory_figures, plan_memory
 
 ROOT = Path(__file__).resolve().parents[1]
 ZOO = ("fmnist-tiny", "fmnist-small")
@@ -70,12 +70,12 @@ def quick_int8(model):
 
 
 def plans_per_second(program, profile, seconds: float = 1.0) -> float:
-    """Best of 3 rates of plan_program over >= `seconds` each."""
+    """Best of 3 rates of plan_memory + memory_figures over >= `seconds` each."""
     best = 0.0
     for _ in range(3):
         n, t0 = 0, time.perf_counter()
         while time.perf_counter() - t0 < seconds:
-            plan_program(program, profile)
+            memory_figures(program, plan_memory(program), profile)
             n += 1
         best = max(best, n / (time.perf_counter() - t0))
     return best
@@ -84,8 +84,9 @@ def plans_per_second(program, profile, seconds: float = 1.0) -> float:
 def row(name: str, model, note: str, profile) -> dict:
     """One table row for `model`."""
     program = quick_int8(model)
-    plan = plan_program(program, profile)
-    fplan = plan_program(lower(model), profile)
+    plan = plan_memory(program)
+    fig = memory_figures(program, plan, profile)
+    fplan = plan_memory(lower(model))
     chains = [s for s in plan.steps if s.chunk_rows]
     return {"model": name, "source": note, "tokens": model.spec.num_patches + model.spec.num_prefix,
             "kernels": len(program.kernels), "arena_bytes": plan.arena_bytes,
@@ -94,7 +95,7 @@ def row(name: str, model, note: str, profile) -> dict:
             "arena_over_lower_bound": round(plan.arena_bytes / plan.lower_bound_bytes, 3),
             "chains": [[program.kernels[i].name for i in s.kernels] + [f"chunk {s.chunk_rows}/{s.rows}"]
                        for s in chains[:1]] + ([f"... {len(chains)} chains"] if len(chains) > 1 else []),
-            "weight_bytes": plan.weight_bytes, "code_bytes": plan.code_bytes, "flash_bytes": plan.flash_bytes,
+            "weight_bytes": fig["weight_bytes"], "code_bytes": fig["code_bytes"], "flash_bytes": fig["flash_bytes"],
             "float32_arena_bytes": fplan.arena_bytes, "float32_naive_bytes": fplan.naive_bytes,
             "plans_per_second": round(plans_per_second(program, profile), 1)}
 

@@ -67,7 +67,7 @@ METHOD = {
                "head_dim -> 0 is the cost per score element that does not scale with head_dim: the softmax (max, "
                "LUT index, exp, sum, per-row reciprocal, normalise) plus any per-score loop overhead, so an upper "
                "bound of the softmax alone",
-    "kernels": "one-kernel Programs planned and emitted like a model (plan_program, emit_artifact); a kernel with "
+    "kernels": "one-kernel Programs planned and emitted like a model (plan_memory, emit_artifact); a kernel with "
                "several inputs (residual add) reads the one program input for all of them; fmnist-tiny kernels "
                "keep their own constants and attrs and get random int8 inputs (full range)",
     "model": "compile_artifact(models/fmnist-tiny, passes quant(w=8,a=8), schedule) then run_artifact(qemu) on the "
@@ -127,11 +127,11 @@ def linear_rows(bench: Bench) -> list[dict]:
 def model_kernel_rows(bench: Bench, program) -> list[dict]:
     """Each distinct int8 kernel of the model alone (own constants, random input); alias kernels
     (reshape: no code) are listed with a note instead of a measurement."""
-    from edgevit.backend.kernels import get_kernel
+    from edgevit.lower.ops import get_op
 
     rows = []
     for kernel, occurrences in distinct_kernels(program):
-        if get_kernel(kernel.op).traits.alias:
+        if get_op(kernel.op).traits.alias:
             rows.append({"group": MODEL, "kernel": kernel.name, "op": kernel.op, "occurrences": occurrences,
                          "note": "alias (a view of its input): no code, 0 instructions"})
             continue

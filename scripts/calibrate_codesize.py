@@ -238,18 +238,18 @@ def function_records(program, plan, manifest: dict, sizes: dict[str, int]) -> li
 def measure(label: str, program, profile, workdir: Path) -> tuple[Measurement, dict[str, int]]:
     """Emit, build and measure one Program; (Measurement, runtime routine bytes)."""
     from edgevit.targets.mcu.codesize import code_summary, program_family
-    from edgevit.targets.mcu.target import McuTarget
+    from edgevit.targets.mcu.emit import emit_artifact
+    from edgevit.targets.mcu.memory import plan_memory, weight_bytes
     from edgevit.backend.vectors import random_vectors
 
     workdir = Path(workdir)
     shutil.rmtree(workdir, ignore_errors=True)
-    target = McuTarget()
-    plan = target.plan(program, profile)
-    manifest = target.build(program, profile, workdir / "artifact", plan=plan, vectors=random_vectors(program, 1))
+    plan = plan_memory(program)
+    manifest = emit_artifact(program, profile, plan, workdir / "artifact", vectors=random_vectors(program, 1))
     flash = model_flash(workdir / "artifact", workdir, profile)
     sizes = function_sizes(workdir / "artifact", workdir, profile)
     summary = code_summary(program, plan.steps)
-    m = Measurement(label, program_family(program), flash, plan.weight_bytes, summary["calls"], summary["chains"],
+    m = Measurement(label, program_family(program), flash, weight_bytes(program), summary["calls"], summary["chains"],
                     sorted(summary["tags"]), function_records(program, plan, manifest, sizes),
                     len(summary["functions"]))
     return m, runtime_symbols(workdir, profile)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from edgevit.backend.allocate import allocate, live_timeline
+from edgevit.backend.allocate import ALIGN, allocate, live_timeline
 
 if TYPE_CHECKING:  # the planner imports this module
     from edgevit.backend.planner import Facts
@@ -55,10 +55,10 @@ def naive_ops(f: "Facts") -> list[NaiveOp]:
     return ops
 
 
-def naive_plan(f: "Facts") -> tuple[int, list[int]]:
+def naive_plan(f: "Facts", alignment: int = ALIGN) -> tuple[int, list[int]]:
     """(arena bytes, live bytes per Program kernel) of the naive plan (`naive_ops`): every tensor
     whole from its operator to its last reader (program inputs from the first operator, outputs to
-    the last), no chunking, no in-place, no aliasing, placed by `allocate`."""
+    the last), no chunking, no in-place, no aliasing, placed by `allocate` at `alignment`."""
     ops = naive_ops(f)
     first, last, size = {x: 0 for x in f.program.inputs}, {}, {x: f.nbytes[x] for x in f.program.inputs}
     for j, (_, ins, outs) in enumerate(ops):
@@ -71,7 +71,7 @@ def naive_plan(f: "Facts") -> tuple[int, list[int]]:
         last[x] = end
     items = [(x, size[x], first[x], max(first[x], last.get(x, first[x]))) for x in first]
     per_op = live_timeline([it[1:] for it in items], len(ops))
-    arena = allocate(items, lower=max(per_op, default=0))[1]
+    arena = allocate(items, lower=max(per_op, default=0), alignment=alignment)[1]
     per_kernel = [0] * f.K
     for (i, _, _), live in zip(ops, per_op):
         per_kernel[i] = max(per_kernel[i], live)

@@ -1,6 +1,8 @@
 """Static memory planner: liveness, in-place reuse, chunked row-wise chains, offsets in one arena.
 
-See docs/mcu-backend.md ("Memory plan") for the contract. How `plan_program` works:
+See docs/mcu-backend.md ("Memory plan") for the contract. The planner knows no backend: it
+reads each op's `PlanTraits` (edgevit/lower/ops/traits.py) and a target's `ArenaConfig`; what a
+target adds around the arena (stack, weights, code) is the target's. How `plan_program` works:
 
 1. Units. A tensor and its `alias` outputs (reshape) are one unit: one buffer, live from the
    first definition to the last read of any member. Program inputs live from step 0, program
@@ -17,34 +19,34 @@ See docs/mcu-backend.md ("Memory plan") for the contract. How `plan_program` wor
    with the smallest chunk (2 rows); T = the largest such peak over the program (the best lower
    bound this model of the code allows); then, with every step's live bytes <= T, the fewest
    kernel calls (largest chunks; chains only where memory needs them), ties to fewer steps.
-3. Offsets (`allocate.allocate`): greedy, largest first, each buffer at the lowest 8-aligned
-   offset free of every placed buffer whose lifetime overlaps, with other orders tried while the
-   arena is above the live-bytes bound. If the arena A still exceeds T, step 2 is redone with A as
-   the bound (larger chunks, same arena) and kept when the arena does not grow.
-4. `naive_bytes` (`naive.naive_plan`), `weight_bytes` (constants padded to 8), `code_bytes`
-   (`codesize.estimate_code_bytes`).
+3. Offsets (`allocate.allocate`): greedy, largest first, each buffer at the lowest offset aligned
+   to `ArenaConfig.alignment` (8 by default) free of every placed buffer whose lifetime overlaps,
+   with other orders tried while the arena is above the live-bytes bound. If the arena A still
+   exceeds T, step 2 is redone with A as the bound (larger chunks, same arena) and kept when the
+   arena does not grow.
+4. `naive_bytes` (`naive.naive_plan`): the TFLite-Micro-style baseline on the same allocator.
 Layout: this module (facts, steps, buffers, the plan), `allocate.py` (offsets), `naive.py` (the
-TFLite-Micro-style baseline), `codesize.py` (flash estimate); their public names are re-exported
-here. TVM is never imported here.
+baseline). TVM is never imported here.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
 
 from edgevit.backend.allocate import ALIGN, align, allocate, live_timeline
-from edgevit.targets.mcu.codesize import estimate_code_bytes
-from edgevit.backend.kernels import UnsupportedKernelError, get_kernel
-from edgevit.backend.kernels.base import KernelTraits, no_scratch
-from edgevit.backend.naive import naive_ops, naive_plan
+from edgevit.backend.naive import naive_plan
+from edgevit.lower.ops import get_op
+from edgevit.lower.ops.traits import no_scratch
 
-__all__ = ["ALIGN", "Buffer", "FALLBACK_TRAITS", "Facts", "MemoryPlan", "STACK_BYTES", "Step", "align", "allocate",
-           "choose_steps", "chunk_candidates", "classify", "kernel_traits", "layout", "live_timeline", "naive_ops",
-           "naive_plan", "plan_program"]
 _ITEMSIZE = {"float32": 4, "int8": 1, "int16": 2, "int32": 4, "int64": 8}
-STACK_BYTES = 8192  # stack reserved beside the arena (the firmware's linker script uses the same figure)
+
+
+@dataclass(frozen=True)
+class ArenaConfig:
+    """What a target may vary in the arena plan: `alignment` (bytes) of every buffer's offset."""
+
+    alignment: int = ALIGN
 
 
 @dataclass(frozen=True)
@@ -74,7 +76,7 @@ class Step:
 
 @dataclass
 class MemoryPlan:
-    """The planner's result; every memory figure of the backend comes from here."""
+    """The planner's result: the arena's steps, buffers and offsets and its figures (bytes)."""
 
     steps: list[Step]
     buffers: dict[str, Buffer]
@@ -83,17 +85,9 @@ class MemoryPlan:
     arena_bytes: int
     lower_bound_bytes: int
     naive_bytes: int
-    weight_bytes: int
-    code_bytes: int
-    stack_bytes: int = STACK_BYTES
     timeline: list[int] = field(default_factory=list)  # live bytes per step
     naive_timeline: list[int] = field(default_factory=list)  # live bytes per kernel, naive plan
     budget: int | None = None  # arena bytes the caller allows (recorded; the plan never depends on it)
-
-    @property
-    def flash_bytes(self) -> int:
-        """Weights (padded) plus the code estimate."""
-        return self.weight_bytes + self.code_bytes
 
     @property
     def fits_budget(self) -> bool:
@@ -108,63 +102,17 @@ class MemoryPlan:
         """True when `tensor` exists only chunk_rows rows at a time (a chain's private intermediate)."""
         return self.buffers[self.tensor_buffer[tensor]].kind == "chunk"
 
-    def memory_dict(self) -> dict[str, Any]:
-        """The manifest's `memory` section."""
-        return {"arena_bytes": self.arena_bytes, "lower_bound_bytes": self.lower_bound_bytes,
-                "naive_bytes": self.naive_bytes, "flash_bytes": self.flash_bytes,
-                "weight_bytes": self.weight_bytes, "code_bytes": self.code_bytes,
-                "stack_bytes": self.stack_bytes}
-
-
-# ---- kernel traits -------------------------------------------------------------------------------
-def _attention_scratch(kernel, in_infos, out_infos, rows) -> int:
-    """One int32 (or float32) score row of N entries."""
-    return 4 * in_infos[0].shape[0]
-
-
-def _token_merge_scratch(kernel, in_infos, out_infos, rows) -> int:
-    """Used only while no token_merge kernel is registered: the unit keys of one A token and of
-    every B token ([1 + N//2, head_dim], int16; float programs float64), per A token (ceil(N/2)) a
-    score (int32; float64) and best match (int32), and the r source/destination pairs (int32);
-    each section 8-aligned."""
-    n, hd, r = in_infos[0].shape[0], int(kernel.attrs["head_dim"]), int(kernel.attrs["r"])
-    wide = in_infos[0].dtype == "float32"
-    na, nb = -(-n // 2), n // 2
-    return (align((1 + nb) * hd * (8 if wide else 2)) + align(na * (8 if wide else 4)) + align(na * 4)
-            + 2 * align(r * 4))
-
-
-# Traits each op's KernelDef will have; used only while an op has no registered kernel.
-# token_merge mixes rows (not row-wise) and writes fewer rows than it reads (no in-place).
-FALLBACK_TRAITS = {
-    "linear": KernelTraits(row_wise=True), "layernorm": KernelTraits(row_wise=True),
-    "add": KernelTraits(row_wise=True, inplace=(0, 1)), "add_pos": KernelTraits(row_wise=True, inplace=(0,)),
-    "gelu": KernelTraits(row_wise=True, inplace=(0,)), "reshape": KernelTraits(alias=True),
-    "attention": KernelTraits(scratch=_attention_scratch), "patch_embed": KernelTraits(),
-    "cls_concat": KernelTraits(), "pool": KernelTraits(),
-    "token_merge": KernelTraits(scratch=_token_merge_scratch),
-}
-
-
-def kernel_traits(op: str) -> KernelTraits:
-    """The registered kernel's traits for `op`, else FALLBACK_TRAITS; UnsupportedKernelError if neither."""
-    try:
-        return get_kernel(op).traits
-    except UnsupportedKernelError:
-        if op in FALLBACK_TRAITS:
-            return FALLBACK_TRAITS[op]
-        raise
-
 
 # ---- program facts -------------------------------------------------------------------------------
 class Facts:
     """Per-program facts the planner reads: units (alias groups), their bytes, definition and
-    last use (kernel indices; -1 = program input, K = program output), traits, chainable rows."""
+    last use (kernel indices; -1 = program input, K = program output), the ops' PlanTraits,
+    chainable rows. ProgramError for an op no OpDef declares."""
 
     def __init__(self, program) -> None:
         self.program, ks = program, program.kernels
         self.K = len(ks)
-        self.traits = [kernel_traits(k.op) for k in ks]
+        self.traits = [get_op(k.op, k.name).traits for k in ks]
         t = program.tensors
         self.unit = {n: n for n in t}
         for k, tr in zip(ks, self.traits):
@@ -386,34 +334,33 @@ def layout(f: Facts, steps: list[Step]) -> tuple[dict[str, list], dict[str, str]
 
 
 # ---- the plan -------------------------------------------------------------------------------------------
-def _placed(f: Facts, steps: list[Step]) -> tuple:
+def _placed(f: Facts, steps: list[Step], alignment: int) -> tuple:
     """(steps, buffers, tensor_buffer, scratch_buffer, offsets, arena) of a step list."""
     bufs, tensor_buffer, scratch = layout(f, steps)
     items = [(name, b[0], b[1], b[2]) for name, b in bufs.items()]
-    offsets, arena = allocate(items, lower=max(live_timeline([it[1:] for it in items], len(steps)), default=0))
+    offsets, arena = allocate(items, lower=max(live_timeline([it[1:] for it in items], len(steps)), default=0),
+                              alignment=alignment)
     return steps, bufs, tensor_buffer, scratch, offsets, arena
 
 
-def plan_program(program, profile=None, budget: int | None = None) -> MemoryPlan:
-    """Plan `program`'s arena (module docstring): steps, buffers and offsets, arena / lower bound /
-    naive bytes, weight and code bytes. `profile` (optional) refines the code estimate; `budget`
+def plan_program(program, config: ArenaConfig = ArenaConfig(), budget: int | None = None) -> MemoryPlan:
+    """Plan `program`'s arena (module docstring): steps, buffers and offsets (multiples of
+    `config.alignment`), arena / lower bound / naive bytes and the live-bytes timelines. `budget`
     (arena bytes) is recorded in the plan (`fits_budget`) and never changes it: the plan is the
     smallest arena this planner finds, so the figure NAS optimises is the one the firmware uses."""
-    f = Facts(program)
+    f, alignment = Facts(program), config.alignment
     steps, peak = choose_steps(f)
-    best = _placed(f, steps)
-    if best[-1] > align(peak) and any(s.chunk_rows for s in steps):  # chunks may grow up to the arena
-        again = _placed(f, choose_steps(f, bound=best[-1])[0])
+    best = _placed(f, steps, alignment)
+    if best[-1] > align(peak, alignment) and any(s.chunk_rows for s in steps):  # chunks may grow up to the arena
+        again = _placed(f, choose_steps(f, bound=best[-1])[0], alignment)
         best = again if again[-1] <= best[-1] else best
     steps, bufs, tensor_buffer, scratch, offsets, arena = best
     buffers = {name: Buffer(name, offsets[name], b[0], b[1], b[2], b[3]) for name, b in bufs.items()}
     timeline = live_timeline([(b.size, b.first, b.last) for b in buffers.values()], len(steps))
-    naive_bytes, naive_timeline = naive_plan(f)
+    naive_bytes, naive_timeline = naive_plan(f, alignment)
     return MemoryPlan(steps=steps, buffers=buffers, tensor_buffer=tensor_buffer, scratch_buffer=scratch,
                       arena_bytes=arena, lower_bound_bytes=max(timeline, default=0), naive_bytes=naive_bytes,
-                      weight_bytes=sum(align(v.nbytes) for v in program.consts.values()),
-                      code_bytes=estimate_code_bytes(program, steps, profile), timeline=timeline,
-                      naive_timeline=naive_timeline, budget=budget)
+                      timeline=timeline, naive_timeline=naive_timeline, budget=budget)
 
 
 def largest_buffers(plan: MemoryPlan, program, n: int = 5) -> str:

@@ -1,5 +1,6 @@
 """Static memory planner: brute-force checks of random plans (a byte-level simulation of the chunked
-execution over the planned arena), chain and in-place legality, the naive plan, speed."""
+execution over the planned arena), chain and in-place legality from the ops' PlanTraits, the arena
+alignment, the naive plan, speed."""
 
 from __future__ import annotations
 
@@ -12,13 +13,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from edgevit.backend import planner
+from edgevit.backend.allocate import allocate, live_timeline
+from edgevit.backend.planner import ArenaConfig, Facts, Step, layout, plan_program
 from edgevit.lower import lower_float, lower_int8
+from edgevit.lower.ops import get_op
+from edgevit.lower.ops.traits import PlanTraits
+from edgevit.lower.program import ProgramError
 from edgevit.model.spec import ViTSpec
 from edgevit.model.vit import build_model
-from edgevit.backend import planner
-from edgevit.backend.kernels import UnsupportedKernelError
-from edgevit.backend.kernels.base import KernelDef, KernelTraits
-from edgevit.backend.planner import ALIGN, Facts, Step, kernel_traits, layout, plan_program
 from tests.conftest import vit_specs
 from tests.lower.int8_helpers import minmax_qmodel, randomise
 from tests.model.merge_strategies import merged_vit_specs
@@ -36,11 +39,16 @@ def make_program(spec: ViTSpec, seed: int = 0, dtype: str = "int8", residual: st
 
 
 # ---- independent checks of a plan --------------------------------------------------------------------
+def traits_of(op: str) -> PlanTraits:
+    """The planner traits the op declares."""
+    return get_op(op).traits
+
+
 def storage(program) -> dict[str, str]:
     """tensor -> the tensor whose bytes it is (reshape outputs are their input)."""
     out = {t: t for t in program.tensors}
     for k in program.kernels:
-        if kernel_traits(k.op).alias:
+        if traits_of(k.op).alias:
             out[k.outputs[0]] = out[k.inputs[0]]
     return out
 
@@ -56,13 +64,13 @@ def last_reader(program) -> dict[str, int]:
     return last
 
 
-def check_buffers(program, plan) -> None:
-    """Every tensor has a buffer; aligned offsets inside the arena; live buffers never overlap;
-    lifetimes cover the uses; figures agree with the buffers."""
+def check_buffers(program, plan, alignment: int = ArenaConfig().alignment) -> None:
+    """Every tensor has a buffer; `alignment`-aligned offsets inside the arena; live buffers never
+    overlap; lifetimes cover the uses; figures agree with the buffers."""
     bufs = list(plan.buffers.values())
     assert set(plan.tensor_buffer) == set(program.tensors)
     assert all(plan.tensor_buffer[t] in plan.buffers for t in program.tensors)
-    assert all(b.offset % ALIGN == 0 and b.size > 0 and 0 <= b.first <= b.last < len(plan.steps) for b in bufs)
+    assert all(b.offset % alignment == 0 and b.size > 0 and 0 <= b.first <= b.last < len(plan.steps) for b in bufs)
     assert plan.arena_bytes == max(b.offset + b.size for b in bufs)
     for i, a in enumerate(bufs):
         for b in bufs[i + 1:]:
@@ -101,7 +109,7 @@ def check_steps(program, plan) -> None:
         assert len(s.kernels) >= 2 and 2 <= s.chunk_rows < s.rows
         for i in s.kernels:
             k = program.kernels[i]
-            assert kernel_traits(k.op).row_wise, k.name
+            assert traits_of(k.op).row_wise, k.name
             assert all(program.tensors[t].shape[0] == s.rows for t in k.inputs + k.outputs), k.name
             for t in k.outputs:
                 if plan.is_chunked(t):
@@ -117,7 +125,7 @@ def check_sharing(program, plan) -> None:
     an input index the traits allow, that input dead after this kernel, the same bytes."""
     st_, last = storage(program), last_reader(program)
     for i, k in enumerate(program.kernels):
-        tr = kernel_traits(k.op)
+        tr = traits_of(k.op)
         for oi, t in enumerate(k.outputs):
             buf = plan.tensor_buffer[t]
             if tr.alias:
@@ -162,7 +170,7 @@ def simulate(program, plan) -> None:
         chunks = [None] if c is None else [(r0, min(r0 + c, step.rows)) for r0 in range(0, step.rows, c)]
         for ch in chunks:
             for i in step.kernels:
-                k, tr = program.kernels[i], kernel_traits(program.kernels[i].op)
+                k, tr = program.kernels[i], traits_of(program.kernels[i].op)
                 if tr.alias:
                     continue
                 r0 = ch[0] if ch else 0
@@ -185,10 +193,10 @@ def simulate(program, plan) -> None:
         assert intact(t, range(rows_of(t)[0]), 0), f"program output {t} clobbered"
 
 
-def check_plan(program, plan) -> None:
+def check_plan(program, plan, alignment: int = ArenaConfig().alignment) -> None:
     """All of the above."""
     check_steps(program, plan)
-    check_buffers(program, plan)
+    check_buffers(program, plan, alignment)
     check_sharing(program, plan)
     simulate(program, plan)
 
@@ -202,16 +210,14 @@ def test_random_programs_have_valid_plans(spec, seed, dtype, residual, fuse, wid
     program = make_program(dataclasses.replace(spec, blocks=blocks), seed, dtype, residual, fuse)
     plan = plan_program(program)
     check_plan(program, plan)
-    assert plan.weight_bytes == sum(-(-v.nbytes // 8) * 8 for v in program.consts.values())
-    assert plan.code_bytes > 0 and plan.flash_bytes == plan.weight_bytes + plan.code_bytes
     assert plan_program(program) == plan  # deterministic
 
 
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(spec=merged_vit_specs(min_grid=3), seed=st.integers(0, 2**16), dtype=st.sampled_from(["int8", "float32"]))
 def test_token_merged_programs_have_valid_plans(spec, seed, dtype) -> None:
-    """token_merge (fallback traits until its kernel exists) mixes rows: never in a chain, never
-    in place, its scratch is planned; the rest of the plan stays valid."""
+    """token_merge mixes rows: never in a chain, never in place, its scratch (the op's traits) is
+    planned; the rest of the plan stays valid."""
     program = make_program(spec, seed, dtype)
     plan = plan_program(program)
     check_plan(program, plan)
@@ -221,26 +227,16 @@ def test_token_merged_programs_have_valid_plans(spec, seed, dtype) -> None:
         k = program.kernels[i]
         assert Step((i,)) in plan.steps
         assert all(plan.tensor_buffer[t] == t for t in k.outputs)
-        need = kernel_traits("token_merge").scratch(k, [program.tensors[t] for t in k.inputs],
-                                                     [program.tensors[t] for t in k.outputs], None)
+        need = traits_of("token_merge").scratch(k, [program.tensors[t] for t in k.inputs],
+                                                [program.tensors[t] for t in k.outputs], None)
         assert plan.buffers[plan.scratch_buffer[k.name]].size == need if need else k.name not in plan.scratch_buffer
 
 
-@pytest.mark.parametrize("traits", ["fallback", "registered"])
-def test_token_merge_traits_plan_a_merged_vit(traits, monkeypatch) -> None:
-    """Plans of a merged ViT with the planner's fallback traits for token_merge (as while no kernel
-    is registered) and with whatever the registry has."""
-    tr = planner.FALLBACK_TRAITS["token_merge"]
+def test_token_merge_traits_plan_a_merged_vit() -> None:
+    """A merged ViT: each token_merge alone in its step, with its keys, tokens, outputs and the
+    scratch its op declares live."""
+    tr = traits_of("token_merge")
     assert not tr.row_wise and not tr.alias and tr.inplace == ()
-    if traits == "fallback":
-        real = planner.get_kernel
-
-        def no_token_merge(op, dtype=None):
-            if op == "token_merge":
-                raise UnsupportedKernelError(op)
-            return real(op, dtype)
-
-        monkeypatch.setattr(planner, "get_kernel", no_token_merge)
     spec = ViTSpec.uniform(depth=3, heads=2, head_dim=8, mlp_hidden=32, image_size=12, in_channels=1, patch_size=2,
                            embed_dim=16, num_classes=4, name="merged")
     spec = spec.with_blocks([dataclasses.replace(b, merge_r=6) for b in spec.blocks])
@@ -251,10 +247,8 @@ def test_token_merge_traits_plan_a_merged_vit(traits, monkeypatch) -> None:
     for i, k in enumerate(program.kernels):
         if k.op == "token_merge":  # alone in its step, with its keys, tokens, outputs and scratch live
             step = plan.steps.index(Step((i,)))
-            need = kernel_traits("token_merge").scratch(k, [program.tensors[t] for t in k.inputs],
-                                                        [program.tensors[t] for t in k.outputs], None)
-            if traits == "fallback":
-                assert need == tr.scratch(k, [program.tensors[t] for t in k.inputs], [], None) > 0
+            need = tr.scratch(k, [program.tensors[t] for t in k.inputs], [program.tensors[t] for t in k.outputs], None)
+            assert need > 0
             live = {plan.tensor_buffer[t] for t in (*k.inputs, *k.outputs)} | {plan.scratch_buffer.get(k.name)}
             live.discard(None)
             assert plan.timeline[step] >= sum(plan.buffers[b].size for b in live)
@@ -280,7 +274,7 @@ def test_wide_mlp_is_chained_and_chunked_with_the_largest_chunk_of_the_least_are
     assert plan.is_chunked("t0.gelu")  # the fused fc1+GELU output, [16, 128]
     singles = [planner.Step((i,)) for i in range(len(program.kernels))]
     bufs = layout(f, singles)[0]
-    unchained = planner.allocate([(n, b[0], b[1], b[2]) for n, b in bufs.items()])[1]
+    unchained = allocate([(n, b[0], b[1], b[2]) for n, b in bufs.items()])[1]
     assert plan.arena_bytes < unchained
     # a larger chunk in any chain would raise the lower bound (chunks are the largest that keep it)
     for s in chains:
@@ -288,7 +282,7 @@ def test_wide_mlp_is_chained_and_chunked_with_the_largest_chunk_of_the_least_are
         if bigger:
             steps = [planner.Step(x.kernels, min(bigger) if x is s else x.chunk_rows, x.rows) for x in plan.steps]
             bufs = layout(f, steps)[0]
-            live = planner.live_timeline([(b[0], b[1], b[2]) for b in bufs.values()], len(steps))
+            live = live_timeline([(b[0], b[1], b[2]) for b in bufs.values()], len(steps))
             assert max(live) > plan.lower_bound_bytes
 
 
@@ -298,24 +292,52 @@ def test_residual_stream_lives_in_one_buffer_by_in_place_adds(wide_mlp) -> None:
     assert stream == {plan.tensor_buffer["patches"]}  # pool "mean": no class token
 
 
-def test_registered_traits_win_over_the_fallback(wide_mlp, monkeypatch) -> None:
-    def fake_get_kernel(op, dtype=None):
-        if op == "add":
-            return KernelDef("add", KernelTraits(row_wise=True), None)  # no in-place
-        raise UnsupportedKernelError(op)
+def test_the_plan_follows_the_op_traits(wide_mlp, monkeypatch) -> None:
+    """An add declared without in-place: every residual add gets its own buffer."""
+    def add_not_in_place(op, kernel=None):
+        opdef = get_op(op, kernel)
+        return dataclasses.replace(opdef, traits=PlanTraits(row_wise=True)) if op == "add" else opdef
 
-    monkeypatch.setattr(planner, "get_kernel", fake_get_kernel)
+    monkeypatch.setattr(planner, "get_op", add_not_in_place)
     plan = plan_program(wide_mlp)
     check_plan(wide_mlp, plan)
     assert plan.tensor_buffer["t0.res1"] != plan.tensor_buffer["embed"]
     assert all(plan.tensor_buffer[k.outputs[0]] == k.outputs[0] for k in wide_mlp.kernels if k.op == "add")
 
 
-def test_unknown_op_is_unsupported(wide_mlp) -> None:
+def test_unknown_op_is_refused(wide_mlp) -> None:
     k = wide_mlp.kernels[0]
     bad = dataclasses.replace(wide_mlp, kernels=[dataclasses.replace(k, op="conv3d")] + wide_mlp.kernels[1:])
-    with pytest.raises(UnsupportedKernelError, match="conv3d"):
+    with pytest.raises(ProgramError, match="conv3d"):
         plan_program(bad)
+
+
+@pytest.mark.parametrize("alignment", [4, 16, 64])
+def test_arena_alignment_is_the_config(wide_mlp, alignment) -> None:
+    """Offsets follow ArenaConfig.alignment; steps and live bytes do not depend on it."""
+    plan, default = plan_program(wide_mlp, ArenaConfig(alignment=alignment)), plan_program(wide_mlp)
+    check_plan(wide_mlp, plan, alignment)
+    assert plan.lower_bound_bytes == default.lower_bound_bytes and plan.timeline == default.timeline
+
+
+def test_planning_imports_no_backend() -> None:
+    """The planner is shared: planning a Program loads no kernel, no target and no TVM."""
+    import subprocess
+    import sys
+
+    script = ("import sys\n"
+              "from tests.backend.test_planner import make_program\n"
+              "from edgevit.model.spec import ViTSpec\n"
+              "from edgevit.backend.planner import plan_program\n"
+              "spec = ViTSpec.uniform(depth=1, heads=2, head_dim=4, mlp_hidden=16, image_size=8, in_channels=1,"
+              " patch_size=2, embed_dim=8, num_classes=3)\n"
+              "assert plan_program(make_program(spec, 1)).arena_bytes > 0\n"
+              "bad = [m for m in sys.modules if m.split('.')[0] == 'tvm' or m.startswith(('edgevit.backend.kernels',"
+              " 'edgevit.targets'))]\n"
+              "assert not bad, bad\n")
+    root = str(Path(__file__).resolve().parents[2])
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=root, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
 
 
 def test_naive_plan_of_one_block_by_hand() -> None:

@@ -64,17 +64,15 @@ def header_macro(artifact: Path, name: str) -> int:
 
 def check_figures(costs, manifest: dict, artifact: Path) -> None:
     """Manifest memory, the header's macros and model.c's arena agree with the estimate."""
-    mem = manifest["memory"]
-    assert (mem["arena_bytes"], mem["flash_bytes"]) == (costs.figures['arena_bytes'], costs.figures['flash_bytes'])
-    assert (mem["weight_bytes"], mem["code_bytes"], mem["lower_bound_bytes"], mem["naive_bytes"]) == \
-        (costs.figures['weight_bytes'], costs.figures['code_bytes'], costs.figures['lower_bound_bytes'], costs.figures['naive_bytes'])
-    assert header_macro(artifact, "EDGEVIT_ARENA_BYTES") == costs.figures['arena_bytes']
-    assert header_macro(artifact, "EDGEVIT_WEIGHT_BYTES") == costs.figures['weight_bytes']
-    assert header_macro(artifact, "EDGEVIT_STACK_BYTES") == costs.figures['stack_bytes']
+    fig = costs.figures
+    assert manifest["memory"] == fig
+    assert header_macro(artifact, "EDGEVIT_ARENA_BYTES") == fig["arena_bytes"]
+    assert header_macro(artifact, "EDGEVIT_WEIGHT_BYTES") == fig["weight_bytes"]
+    assert header_macro(artifact, "EDGEVIT_STACK_BYTES") == fig["stack_bytes"]
     model_c = (artifact / "src" / "model.c").read_text()
     assert re.search(r"static uint8_t edgevit_arena\[EDGEVIT_ARENA_BYTES\]", model_c)
     offsets = [int(x) for x in re.findall(r"edgevit_arena \+ (\d+)", model_c)]
-    assert offsets and max(offsets) < costs.figures['arena_bytes']
+    assert offsets and max(offsets) < fig["arena_bytes"]
 
 
 @settings(max_examples=2, deadline=None, suppress_health_check=[HealthCheck.too_slow,
@@ -103,13 +101,14 @@ def check_firmware(costs, artifact: Path, workdir: Path, profile) -> dict:
     tolerance of the estimate."""
     from scripts.calibrate_codesize import model_flash
 
+    fig = costs.figures
     flash = model_flash(artifact, workdir, profile)
     elf = workdir / "full" / "firmware" / "firmware.elf"
-    assert elf_symbol_size(elf, "edgevit_arena") == costs.figures['arena_bytes']
-    code = flash["model"] - costs.figures['weight_bytes']
-    error, code_error = (costs.figures['flash_bytes'] - flash["model"]) / flash["model"], (costs.figures['code_bytes'] - code) / code
+    assert elf_symbol_size(elf, "edgevit_arena") == fig["arena_bytes"]
+    code = flash["model"] - fig["weight_bytes"]
+    error, code_error = (fig["flash_bytes"] - flash["model"]) / flash["model"], (fig["code_bytes"] - code) / code
     assert abs(error) <= FLASH_TOLERANCE and abs(code_error) <= CODE_TOLERANCE, (
-        f"estimated flash {costs.figures['flash_bytes']} B (weights {costs.figures['weight_bytes']} + code {costs.figures['code_bytes']}) vs "
+        f"estimated flash {fig['flash_bytes']} B (weights {fig['weight_bytes']} + code {fig['code_bytes']}) vs "
         f"measured {flash['model']} B ({100 * error:+.1f}%; code {code} B, {100 * code_error:+.1f}%): "
         "recalibrate edgevit/targets/mcu/codesize.py with scripts/calibrate_codesize.py")
     return flash

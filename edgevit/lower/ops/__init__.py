@@ -10,6 +10,8 @@ An op file defines
   "int8" and, for ops that accept int16 inputs (the residual stream), "int16". Integer
   kernels take every run-time constant from Program constants and integer attrs
   (docs/integer-semantics.md, "Program kernels"); shared helpers are in `intcommon`.
+- `OpDef(traits=PlanTraits(...))` (traits.py): in-place, alias, row-wise and scratch, what the
+  memory planner needs to know about the op's kernels.
 
 Dispatch: the interpreter runs `opdef.runner(kernel_dtype(kernel, in_infos))`, where the
 kernel dtype is `kernel.attrs["dtype"]` if given, else the dtype of the first input.
@@ -25,21 +27,22 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from edgevit.lower.ops.traits import PlanTraits
 from edgevit.lower.program import Kernel, ProgramError, TensorInfo
 
 InferFn = Callable[[Kernel, list[TensorInfo], dict[str, np.ndarray]], list[TensorInfo]]
 RunFn = Callable[[Kernel, list[np.ndarray], dict[str, np.ndarray]], list[np.ndarray]]
 MacsFn = Callable[[Kernel, list[TensorInfo], list[TensorInfo]], int]
 
-RESERVED: dict[str, str] = {}  # op name -> why it is not implemented yet (none at the moment)
-
 
 @dataclass(frozen=True)
 class OpDef:
-    """An op: its input names (required, then optional), constant roles, inference and runners.
+    """An op: its input names (required, then optional), constant roles, inference, runners,
+    MAC count and planner traits.
 
-    `run` maps a kernel dtype ("float32", later "int8") to the run function.
+    `run` maps a kernel dtype ("float32", "int8", "int16") to the run function.
     `macs(kernel, in_infos, out_infos)` counts GEMM-like multiply-accumulates per image (default 0).
+    `traits`: how the memory planner may place the op's kernels (traits.py; default: none).
     """
 
     name: str
@@ -51,6 +54,7 @@ class OpDef:
     optional_consts: tuple[str, ...] = ()
     macs: MacsFn | None = None
     num_outputs: int = 1
+    traits: PlanTraits = PlanTraits()
     doc: str = field(default="", repr=False)
 
     def validate(self, kernel: Kernel, in_infos: list[TensorInfo], consts: dict[str, np.ndarray]) -> list[TensorInfo]:
@@ -87,7 +91,7 @@ OPS: dict[str, OpDef] = {}
 
 
 def register_op(op: OpDef) -> OpDef:
-    """Add `op` to OPS; ProgramError if the name is taken or reserved for later work."""
+    """Add `op` to OPS; ProgramError if the name is taken."""
     if op.name in OPS:
         raise ProgramError(f"op {op.name!r} is already registered")
     OPS[op.name] = op
@@ -95,12 +99,10 @@ def register_op(op: OpDef) -> OpDef:
 
 
 def get_op(name: str, kernel: str | None = None) -> OpDef:
-    """The registered OpDef called `name`; ProgramError (naming `kernel`) if unknown or reserved."""
+    """The registered OpDef called `name`; ProgramError (naming `kernel`) if unknown."""
     if name in OPS:
         return OPS[name]
     where = f"kernel {kernel!r}: " if kernel else ""
-    if name in RESERVED:
-        raise ProgramError(f"{where}op {name!r} is reserved but not implemented yet: {RESERVED[name]}")
     raise ProgramError(f"{where}unknown op {name!r}; known ops: {sorted(OPS)}")
 
 
@@ -134,7 +136,7 @@ def expect_const(kernel: Kernel, consts: dict[str, np.ndarray], role: str, shape
     cname = kernel.consts.get(role, role)
     if tuple(a.shape) != tuple(shape):
         fail(kernel, f"constant {cname!r} ({role}) has shape {list(a.shape)}; expected {list(shape)}")
-    if str(a.dtype) not in dtypes:
+    if a.dtype not in dtypes:  # (dtype == "int8" compares by name; str(dtype) is slow in NumPy 2)
         fail(kernel, f"constant {cname!r} ({role}) has dtype {a.dtype}; expected one of {list(dtypes)}")
     return a
 

@@ -13,6 +13,7 @@ import numpy as np
 from edgevit.lower.intmath import add_int
 from edgevit.lower.ops import OpDef, expect_attrs, expect_dtype, fail, out, register_op
 from edgevit.lower.ops.intcommon import ADD_ATTRS, INT_DTYPES, add_params
+from edgevit.lower.ops.traits import PlanTraits
 from edgevit.lower.program import Kernel, TensorInfo
 
 DTYPES = ("float32",) + INT_DTYPES
@@ -47,4 +48,5 @@ def run_int8(kernel: Kernel, inputs: list[np.ndarray], consts: dict[str, np.ndar
 
 
 OP = register_op(OpDef(name="add", infer=infer, run={"float32": run_float, "int8": run_int8, "int16": run_int8},
-                       inputs=("a", "b"), doc=__doc__))
+                       inputs=("a", "b"), traits=PlanTraits(inplace=(0, 1), row_wise=True),
+                       doc=__doc__))

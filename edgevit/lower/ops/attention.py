@@ -37,6 +37,7 @@ from edgevit.lower.intmath import requantize
 from edgevit.lower.ops import (OpDef, attr_float, attr_int, expect_attrs, expect_const, expect_dtype, expect_rank,
                                fail, out, register_op)
 from edgevit.lower.ops.intcommon import exact_matmul, expect_roles, expect_zero_point, multiplier_attrs, out_quant
+from edgevit.lower.ops.traits import PlanTraits
 from edgevit.lower.program import Kernel, ProgramError, TensorInfo
 
 DTYPES = ("float32", "int8")
@@ -160,6 +161,14 @@ def macs(kernel: Kernel, in_infos: list[TensorInfo], out_infos: list[TensorInfo]
     return 2 * n * n * out_infos[0].shape[1]
 
 
+def scratch_bytes(kernel: Kernel, in_infos: list[TensorInfo], out_infos: list[TensorInfo], rows: int | None) -> int:
+    """Working memory of the streamed kernel (one query row at a time): one row of N int32 (or float32)
+    scores/exp values/probabilities, 4 * N bytes; a float kernel with the `size` input also keeps
+    log(size_j) for the whole call: 8 * N bytes. Not row-wise, no in-place."""
+    n = in_infos[0].shape[0]
+    return 8 * n if len(in_infos) > 1 and in_infos[0].dtype == "float32" else 4 * n
+
+
 OP = register_op(OpDef(name="attention", infer=infer, run={"float32": run_float, "int8": run_int8},
                        inputs=("qkv",), optional_inputs=("size",), optional_consts=("score_lut", "log_size"), macs=macs,
-                       doc=__doc__))
+                       traits=PlanTraits(scratch=scratch_bytes), doc=__doc__))

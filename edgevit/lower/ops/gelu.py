@@ -18,19 +18,22 @@ import numpy as np
 from edgevit.lower.intlut import gelu_int
 from edgevit.lower.ops import OpDef, expect_attrs, expect_const, expect_dtype, out, register_op
 from edgevit.lower.ops.intcommon import expect_roles, out_quant
+from edgevit.lower.ops.traits import PlanTraits
 from edgevit.lower.program import Kernel, TensorInfo
 
 DTYPES = ("float32", "int8")
-_ERFC = (-1.26551223, 1.00002368, 0.37409196, 0.09678418, -0.18628806, 0.27886807, -1.13520398, 1.48851587,
-         -0.82215223, 0.17087277)
+# Numerical Recipes' erfcc: erfc(z) = t exp(-z^2 + sum_i c_i t^i), t = 1 / (1 + z/2), z >= 0 (also the
+# generated float GELU kernel's coefficients)
+ERFC_COEFFS = (-1.26551223, 1.00002368, 0.37409196, 0.09678418, -0.18628806, 0.27886807, -1.13520398, 1.48851587,
+               -0.82215223, 0.17087277)
 
 
 def erfc(x: np.ndarray) -> np.ndarray:
     """Complementary error function of any float array, computed in float64 (relative error < 1.2e-7)."""
     z = np.abs(np.asarray(x, dtype=np.float64))
     t = 1.0 / (1.0 + 0.5 * z)
-    poly = np.full_like(t, _ERFC[-1])
-    for c in _ERFC[-2::-1]:
+    poly = np.full_like(t, ERFC_COEFFS[-1])
+    for c in ERFC_COEFFS[-2::-1]:
         poly *= t
         poly += c
     ans = t * np.exp(poly - z * z)
@@ -43,7 +46,7 @@ def gelu64(x: np.ndarray) -> np.ndarray:
     return 0.5 * x64 * erfc(x64 * -0.7071067811865476)
 
 
-_C32 = tuple(np.float32(c) for c in _ERFC)
+_C32 = tuple(np.float32(c) for c in ERFC_COEFFS)
 _BLOCK = 1 << 16  # elements per block: the ~10 temporaries stay in L2
 
 
@@ -105,4 +108,5 @@ def run_int8(kernel: Kernel, inputs: list[np.ndarray], consts: dict[str, np.ndar
 
 
 OP = register_op(OpDef(name="gelu", infer=infer, run={"float32": run_float, "int8": run_int8}, inputs=("x",),
-                       optional_consts=("lut",), doc=__doc__))
+                       optional_consts=("lut",), traits=PlanTraits(inplace=(0,), row_wise=True),
+                       doc=__doc__))

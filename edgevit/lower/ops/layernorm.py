@@ -18,6 +18,7 @@ from edgevit.lower.intmath import LN_MAX_DIM, layernorm_int, qrange
 from edgevit.lower.ops import (OpDef, attr_float, expect_attrs, expect_const, expect_dtype, expect_rank, fail,
                                out, register_op)
 from edgevit.lower.ops.intcommon import INT_DTYPES, expect_roles, int_attr, out_quant
+from edgevit.lower.ops.traits import PlanTraits
 from edgevit.lower.program import Kernel, TensorInfo
 
 DTYPES = ("float32",) + INT_DTYPES
@@ -91,4 +92,5 @@ def run_int8(kernel: Kernel, inputs: list[np.ndarray], consts: dict[str, np.ndar
 
 
 OP = register_op(OpDef(name="layernorm", infer=infer, run={"float32": run_float, "int8": run_int8, "int16": run_int8},
-                       inputs=("x",), optional_consts=("gamma", "beta", "gain", "bias"), doc=__doc__))
+                       inputs=("x",), optional_consts=("gamma", "beta", "gain", "bias"),
+                       traits=PlanTraits(inplace=(0,), row_wise=True), doc=__doc__))

@@ -27,6 +27,7 @@ from edgevit.lower.ops import (OpDef, attr_choice, expect_attrs, expect_const, e
 from edgevit.lower.ops.gelu import gelu
 from edgevit.lower.ops.intcommon import (channel_requant_consts, gemm_bias, expect_roles, out_quant,
                                          unpack_int4)
+from edgevit.lower.ops.traits import PlanTraits
 from edgevit.lower.program import Kernel, TensorInfo
 
 DTYPES = ("float32", "int8")
@@ -124,4 +125,4 @@ def macs(kernel: Kernel, in_infos: list[TensorInfo], out_infos: list[TensorInfo]
 
 OP = register_op(OpDef(name="linear", infer=infer, run={"float32": run_float, "int8": run_int8}, inputs=("x",),
                        optional_consts=("weight", "bias", "multiplier", "shift", "act_lut"), macs=macs,
-                       doc=__doc__))
+                       traits=PlanTraits(row_wise=True), doc=__doc__))

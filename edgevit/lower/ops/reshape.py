@@ -11,6 +11,7 @@ import math
 import numpy as np
 
 from edgevit.lower.ops import OpDef, expect_attrs, fail, out, register_op
+from edgevit.lower.ops.traits import PlanTraits
 from edgevit.lower.program import DTYPES, Kernel, TensorInfo
 
 
@@ -32,4 +33,5 @@ def run(kernel: Kernel, inputs: list[np.ndarray], consts: dict[str, np.ndarray])
     return [x.reshape(x.shape[0], *kernel.attrs["shape"])]
 
 
-OP = register_op(OpDef(name="reshape", infer=infer, run={d: run for d in DTYPES}, inputs=("x",), doc=__doc__))
+OP = register_op(OpDef(name="reshape", infer=infer, run={d: run for d in DTYPES}, inputs=("x",),
+                       traits=PlanTraits(alias=True), doc=__doc__))

@@ -47,12 +47,14 @@ from edgevit.lower.intmath import bit_length, isqrt64, qrange, rounding_rshift
 from edgevit.lower.ops import (OpDef, attr_int, expect_attrs, expect_dtype, expect_rank, fail, out,
                                register_op)
 from edgevit.lower.ops.intcommon import INT_DTYPES, exact_matmul, expect_roles, expect_zero_point
+from edgevit.lower.ops.traits import PlanTraits
 from edgevit.lower.program import Kernel, ProgramError, TensorInfo
 
 ATTRS = ("r", "heads", "head_dim", "protect")
 UNIT_BITS = 14  # integer unit vectors have length ~2^14
 MAX_TOTAL_SIZE = 1 << 14  # sizes of one image sum to at most this (int32 weighted sums)
 INT_SENTINEL = -(1 << 62)  # the protected token's score: below every integer similarity
+SCRATCH_SECTIONS = ("ua", "ub", "score", "best", "src", "dst")  # the streamed kernel's working memory
 
 
 # ---------------------------------------------------------------- validation
@@ -202,7 +204,36 @@ def macs(kernel: Kernel, in_infos: list[TensorInfo], out_infos: list[TensorInfo]
     return ((n + 1) // 2 - int(kernel.attrs["protect"])) * (n // 2) * int(kernel.attrs["head_dim"])
 
 
+# ---------------------------------------------------------------- working memory of the kernel
+
+def scratch_layout(n: int, head_dim: int, r: int, is_float: bool) -> tuple[dict[str, tuple[str, int, int]], int]:
+    """Sections of the streamed kernel's scratch for N tokens: the unit key of one A token `ua` [hd] and
+    of every B token `ub` [N//2, hd] (int16; float programs float64), per A token (ceil(N/2)) a score
+    (int32; float64) and best match (int32), the r source/destination pairs (int32). Returns
+    name -> (dtype, element offset in that dtype, elements), each section starting at an 8-byte
+    aligned byte offset, and the total bytes."""
+    na, nb = (n + 1) // 2, n // 2
+    unit, score = ("float64", "float64") if is_float else ("int16", "int32")
+    sizes = {"ua": (unit, head_dim), "ub": (unit, nb * head_dim), "score": (score, na), "best": ("int32", na),
+             "src": ("int32", r), "dst": ("int32", r)}
+    layout, offset = {}, 0
+    for name in SCRATCH_SECTIONS:
+        dtype, count = sizes[name]
+        item = np.dtype(dtype).itemsize
+        layout[name] = (dtype, offset // item, count)
+        offset += -(-count * item // 8) * 8
+    return layout, offset
+
+
+def scratch_bytes(kernel: Kernel, in_infos: list[TensorInfo], out_infos: list[TensorInfo], rows: int | None) -> int:
+    """Bytes of the sections of `scratch_layout` (int8 program, N = 50, hd = 16, r = 2: 1,056 bytes).
+    token_merge mixes rows (not row-wise) and writes fewer rows than it reads (no in-place)."""
+    n = in_infos[0].shape[0]
+    return scratch_layout(n, int(kernel.attrs["head_dim"]), n - out_infos[0].shape[0],
+                          in_infos[0].dtype == "float32")[1]
+
+
 OP = register_op(OpDef(name="token_merge", infer=infer,
                        run={"float32": run_float, "int8": run_int8, "int16": run_int8},
                        inputs=("tokens", "qkv"), optional_inputs=("size",), macs=macs, num_outputs=2,
-                       doc=__doc__))
+                       traits=PlanTraits(scratch=scratch_bytes), doc=__doc__))

@@ -2,8 +2,8 @@
 
 `emit_artifact(program, profile, plan, outdir, ...)` generates the kernels (TVM, one build),
 the driver and weights (driver.py), the test vectors (vectors.py), the firmware and host
-projects (project.py), then memory.png, report.md and manifest.json (edgevit/report/), and
-writes them all into `outdir`. Every file is produced in memory first, so the manifest can
+projects (project.py), then manifest.json (manifest.py, with memory.py's figures), memory.png and
+report.md (report.py), and writes them all into `outdir`. Every file is produced in memory first, so the manifest can
 hash them and nothing depends on the output path or the time: same inputs, same bytes.
 The caller (`edgevit.backend.compile`) makes the directory appear atomically.
 """
@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 from edgevit.targets.mcu import driver
+from edgevit.targets.mcu.memory import memory_figures
 from edgevit.targets.mcu.project import project_files
 from edgevit.backend.vectors import Vectors, random_vectors
 from edgevit.targets.mcu.vectors import vector_files
@@ -44,10 +45,11 @@ def _tools() -> dict[str, str]:
 def artifact_files(program, profile, plan, *, vectors: Vectors | None = None, passes: str | None = None,
                    schedule: str = "fast", pass_reports: list[dict] | None = None,
                    progress: Callable[[str], None] | None = None) -> dict[str, str | bytes]:
-    """Every file of the artifact as {relative path: text or bytes}, manifest.json included."""
-    from edgevit.backend.manifest import build_manifest, finish_manifest, manifest_json
-    from edgevit.backend.memory_plot import memory_png
-    from edgevit.targets.mcu.report import render_report
+    """Every file of the artifact as {relative path: text or bytes}; manifest.json holds the MCU sections
+    (`backend.artifact_write.seal` adds the target, its runners and the digests)."""
+    from edgevit.backend.manifest import manifest_json
+    from edgevit.targets.mcu.manifest import build_manifest
+    from edgevit.targets.mcu.report import render_memory_png, render_report
 
     say = progress or (lambda msg: None)
     driver.io_infos(program)
@@ -61,14 +63,15 @@ def artifact_files(program, profile, plan, *, vectors: Vectors | None = None, pa
         say("making test vectors")
         vectors = random_vectors(program, RANDOM_VECTORS)
     files.update(vector_files(vectors))
-    files.update(project_files(profile, plan.arena_bytes, plan.stack_bytes, vectors.count))
+    memory = memory_figures(program, plan, profile)
+    files.update(project_files(profile, memory["arena_bytes"], memory["stack_bytes"], vectors.count))
     say("manifest and report")
-    manifest = build_manifest(program=program, profile=profile, plan=plan,
+    manifest = build_manifest(program=program, profile=profile, plan=plan, memory=memory,
                               kernels=driver.kernel_table(program, plan, steps), vectors=vectors, passes=passes,
                               schedule=schedule, pass_reports=pass_reports, tools=_tools())
-    files["memory.png"] = memory_png(manifest, list(plan.naive_timeline))
+    files["memory.png"] = render_memory_png(manifest, plan.naive_timeline)
     files["report.md"] = render_report(manifest)
-    files["manifest.json"] = manifest_json(finish_manifest(manifest, files))
+    files["manifest.json"] = manifest_json(manifest)
     return files
 
 

@@ -4,7 +4,7 @@
                          semihosting handles), SysTick_Handler counting wraps
     firmware/linker.ld   from the profile: code at emulator.memory_map.code_origin with the
                          DEVICE's flash size, RAM at data_origin with the DEVICE's SRAM size,
-                         the planner's stack; an over-budget model fails at link time
+                         memory.STACK_BYTES of stack; an over-budget model fails at link time
     firmware/Makefile    the profile's toolchain.cc / cflags / ldflags, -O2, semihosting
                          (--specs=rdimon.specs -lrdimon), target firmware.elf, EDGEVIT_COUNT
     firmware/main.c      the test main shared with the host build (prints `EV ...` lines)
@@ -74,11 +74,3 @@ def project_files(profile, arena_bytes: int, stack_bytes: int, count: int) -> di
         "firmware/Makefile": firmware_makefile(profile, count),
         "host/Makefile": host_makefile(count),
     }
-
-
-def write_files(outdir: Path, files: dict[str, str]) -> None:
-    """Write {relative path: text} under `outdir` (parents created, "\\n" line endings)."""
-    for rel, text in sorted(files.items()):
-        path = Path(outdir) / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, newline="\n")

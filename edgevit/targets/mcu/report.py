@@ -1,10 +1,14 @@
-"""report.md: the human report of an artifact, rendered from its manifest (one source of truth).
+"""report.md and memory.png: the human report of an artifact, rendered from its manifest (one
+source of truth).
 
 What was built (model, passes, program, device), the memory table against the naive plan and
-the lower bound and against the device's budget, the per-kernel table, and how to build and run.
+the lower bound and against the device's budget, the per-kernel table, and how to build and run;
+the arena timeline plot against the arena budget (SRAM - stack).
 """
 
 from __future__ import annotations
+
+from edgevit.backend.memory_plot import memory_png, planned_per_kernel
 
 
 def _kib(n: int | None) -> str:
@@ -83,6 +87,17 @@ def how_to_run(manifest: dict) -> str:
         "To use the model in your own firmware, add `src/` to your build, include `edgevit_model.h` and call "
         "`edgevit_run(input, output)` (model.c includes kernels.c; do not compile kernels.c on its own).",
     ])
+
+
+def render_memory_png(manifest: dict, naive_timeline: list[int]) -> bytes:
+    """memory.png from a manifest: live bytes per kernel of its `steps` and of `naive_timeline` (the
+    plan's naive timeline), the arena and the arena budget, SRAM - stack."""
+    kernels, mem = manifest["kernels"], manifest["memory"]
+    index = {k["name"]: i for i, k in enumerate(kernels)}
+    return memory_png(title=f"{manifest['program']['name']} on {manifest['profile']['name']}: activation memory",
+                      planned=planned_per_kernel(manifest["steps"], len(kernels), index), naive=list(naive_timeline),
+                      arena_bytes=mem["arena_bytes"], naive_bytes=mem["naive_bytes"],
+                      budget_bytes=manifest["budget"]["sram_bytes"] - mem["stack_bytes"], budget_what="SRAM - stack")
 
 
 def render_report(manifest: dict) -> str:

@@ -12,7 +12,9 @@ from edgevit.profiles.profile import load_profile
 from edgevit.backend.manifest import FORMAT, file_hashes, manifest_json, reference_top1
 from edgevit.backend.memory_plot import memory_png
 from edgevit.targets.mcu.emit import artifact_files, emit_artifact
-from tests.targets.mcu.helpers import add_chain_program, chain_plan, emit_or_skip, vectors_for
+from edgevit.targets.mcu.memory import STACK_BYTES, memory_figures
+from edgevit.targets.mcu.report import render_memory_png
+from tests.targets.mcu.helpers import add_chain_program, chain_plan, vectors_for
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +24,7 @@ def case(tmp_path_factory):
     plan = chain_plan(program, 4, 10)
     vectors = vectors_for(program, 3)
     out = tmp_path_factory.mktemp("artifact")
-    manifest = emit_or_skip(emit_artifact, program, profile, plan, out, vectors=vectors, passes="quant(w=8,a=8)")
+    manifest = emit_artifact(program, profile, plan, out, vectors=vectors, passes="quant(w=8,a=8)")
     return profile, program, plan, vectors, out, manifest
 
 
@@ -39,7 +41,8 @@ def test_manifest_sections(case) -> None:
     assert m["program"]["input"] == {"name": "x", "shape": [10, 5], "dtype": "int8",
                                      "quant": {"scale": 0.05, "zero_point": 0}}
     assert m["program"]["output"]["name"] == "out" and m["program"]["output"]["dtype"] == "int8"
-    assert m["memory"] == plan.memory_dict()
+    assert m["memory"] == memory_figures(program, plan, profile) and m["memory"]["stack_bytes"] == STACK_BYTES
+    assert f"EDGEVIT_STACK_BYTES = {STACK_BYTES};" in (out / "firmware" / "linker.ld").read_text()
     assert m["budget"] == {"sram_bytes": profile.memory.sram_bytes, "flash_bytes": profile.memory.flash_bytes}
     assert [k["name"] for k in m["kernels"]] == ["add0", "add1", "add2"]
     k0 = m["kernels"][0]
@@ -88,12 +91,21 @@ def test_memory_png_is_deterministic_without_software_tag(case) -> None:
     *_, plan, _, out, m = case
     png = (out / "memory.png").read_bytes()
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and b"Software" not in png and b"matplotlib" not in png
-    assert memory_png(m, plan.naive_timeline) == png
+    assert render_memory_png(m, plan.naive_timeline) == png
+
+
+def test_memory_png_takes_the_figures_it_draws() -> None:
+    """The shared plot knows no target: same figures, same bytes; another budget line, other bytes."""
+    args = dict(title="t on d", planned=[100, 300, 200], naive=[400, 900, 500], arena_bytes=320, naive_bytes=900,
+                budget_bytes=1000, budget_what="RAM")
+    png = memory_png(**args)
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and memory_png(**args) == png
+    assert memory_png(**{**args, "budget_bytes": 10**9}) != png  # off the scale: noted in the title instead
 
 
 def test_same_inputs_give_byte_identical_artifacts(case, tmp_path) -> None:
     profile, program, plan, vectors, out, m = case
-    emit_or_skip(emit_artifact, program, profile, plan, tmp_path, vectors=vectors, passes="quant(w=8,a=8)")
+    emit_artifact(program, profile, plan, tmp_path, vectors=vectors, passes="quant(w=8,a=8)")
     assert all_files(tmp_path) == all_files(out)
     files = artifact_files(program, profile, plan, vectors=vectors, passes="quant(w=8,a=8)")
     assert manifest_json(json.loads(files["manifest.json"])) == files["manifest.json"]
