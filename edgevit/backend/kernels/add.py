@@ -11,25 +11,14 @@ and dtypes calls one function. Schedules: "reference" is the formula above eleme
 bit-exact. Row-wise; output 0 may reuse input 0 or 1: the loop runs forward and writes element i
 after its only read, so this is safe whenever the output's element size is <= the reused input's
 (e.g. not int8 input -> int16 output; the `inplace` trait cannot say so, the planner must check).
-
-This file also holds the small TIR expression builders (`tir_rshift`, `tir_clamp`,
-`tir_requantize`, `f32_const`, ...) and the request helpers (`kernel_func_name`, `tensor_arg`, ...)
-shared by the other non-GEMM kernels of this folder (layernorm, add_pos, attention, pool, ...).
+`rescale_add_func` / `float_add_func` are shared with add_pos.
 """
 
 from __future__ import annotations
 
-import struct
-
-import numpy as np
-
-from edgevit.lower.intmath import qrange
-from edgevit.backend.kernels import register_kernel
-from edgevit.backend.kernels.common import (check_request, const_arg, int_arg, kernel_func_name, row_count,  # noqa: F401
-                                            row_elems, tensor_arg)
-from edgevit.backend.kernels.base import Arg, KernelCode, KernelDef, KernelRequest, KernelTraits
-
-F32_HELPER = "f32bits"  # micro/f32bits.h: exact float constants from their bits
+from edgevit.backend.kernels.base import Arg, KernelCode, KernelDef, KernelRequest
+from edgevit.backend.kernels.common import check_request, int_arg, kernel_func_name, row_count, row_elems, tensor_arg
+from edgevit.backend.kernels.tir import tir_clamp, tir_half, tir_rshift
 
 
 # ---------------------------------------------------------------- request helpers (no TVM)
@@ -38,59 +27,6 @@ def add_int_args(attrs: dict) -> tuple[Arg, ...]:
     """The rescaling add's scalars, in the order of `rescale_add_func`'s parameters."""
     return (int_arg(attrs["ka"]), int_arg(attrs["kb"]), int_arg(attrs["bias"], "int64_t"), int_arg(attrs["shift"]),
             int_arg(attrs["out_quant"]["zero_point"]))
-
-
-# ---------------------------------------------------------------- TIR expression builders
-
-def tir_rshift(x, n):
-    """rounding_rshift for int64 `x` and int64 shift `n` >= 1: (x + 2^(n-1)) >> n (round half up)."""
-    from tvm.script import tirx as T
-
-    return T.shift_right(x + T.shift_left(T.int64(1), n - T.int64(1)), n)
-
-
-def tir_half(n):
-    """2^(n-1) as int64 for an int32 shift `n` >= 1 (the rounding constant of `tir_rshift`)."""
-    from tvm.script import tirx as T
-
-    return T.shift_left(T.int64(1), T.Cast("int64", n) - T.int64(1))
-
-
-def tir_clamp(x, dtype: str):
-    """clamp(x, qmin, qmax) of `dtype`, computed in x's type, then cast to `dtype`."""
-    from tvm import tirx
-    from tvm.script import tirx as T
-
-    lo, hi = qrange(dtype)
-    xt = str(x.ty)
-    return T.Cast(dtype, T.max(T.min(x, tirx.const(hi, xt)), tirx.const(lo, xt)))
-
-
-def tir_requantize(acc, mult, shift, zp, dtype: str):
-    """requantize(acc): clamp(rounding_rshift((int64)acc * M, 31 - shift) + zp) as `dtype`.
-
-    acc int32 expression; mult, shift, zp int32 scalars (shift in [-31, 30], so the shift is 1..62).
-    """
-    from tvm.script import tirx as T
-
-    n = T.int64(31) - T.Cast("int64", shift)
-    return tir_clamp(tir_rshift(T.Cast("int64", acc) * T.Cast("int64", mult), n) + T.Cast("int64", zp), dtype)
-
-
-def f32_const(value: float):
-    """An exact float32 constant (TVM prints float literals with 7 digits; this goes through bits)."""
-    from tvm.script import tirx as T
-
-    bits = struct.unpack("<I", struct.pack("<f", np.float32(value)))[0]
-    return T.call_pure_extern("float32", "ev_f32_bits", T.uint32(bits))
-
-
-def f64_const(value: float):
-    """An exact float64 constant (see `f32_const`)."""
-    from tvm.script import tirx as T
-
-    bits = struct.unpack("<Q", struct.pack("<d", float(value)))[0]
-    return T.call_pure_extern("float64", "ev_f64_bits", T.uint32(bits >> 32), T.uint32(bits & 0xFFFFFFFF))
 
 
 # ---------------------------------------------------------------- the add kernels
@@ -167,5 +103,4 @@ def generate(req: KernelRequest) -> KernelCode:
     return KernelCode(name, prim, tensors + add_int_args(req.kernel.attrs))
 
 
-KERNEL = register_kernel(KernelDef(op="add", traits=KernelTraits(inplace=(0, 1), row_wise=True), generate=generate,
-                                   dtypes=("float32", "int8", "int16")))
+KERNEL = KernelDef(op="add", generate=generate, dtypes=("float32", "int8", "int16"))

@@ -11,10 +11,9 @@ only tensor pointers (docs/mcu-backend.md, `Arg`), so the kernel always runs on 
 
 from __future__ import annotations
 
-from edgevit.backend.kernels import register_kernel
-from edgevit.backend.kernels.add import (add_int_args, check_request, const_arg, float_add_func, kernel_func_name,
-                                         rescale_add_func, tensor_arg)
-from edgevit.backend.kernels.base import KernelCode, KernelDef, KernelRequest, KernelTraits
+from edgevit.backend.kernels.base import KernelCode, KernelDef, KernelRequest
+from edgevit.backend.kernels.add import add_int_args, float_add_func, rescale_add_func
+from edgevit.backend.kernels.common import check_request, const_arg, kernel_func_name, tensor_arg
 
 
 def generate(req: KernelRequest) -> KernelCode:
@@ -32,5 +31,4 @@ def generate(req: KernelRequest) -> KernelCode:
     return KernelCode(name, prim, args + add_int_args(req.kernel.attrs))
 
 
-KERNEL = register_kernel(KernelDef(op="add_pos", traits=KernelTraits(inplace=(0,)), generate=generate,
-                                   dtypes=("float32", "int8", "int16")))
+KERNEL = KernelDef(op="add_pos", generate=generate, dtypes=("float32", "int8", "int16"))

@@ -43,24 +43,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgevit.lower.program import Kernel, TensorInfo
-from edgevit.backend.kernels import register_kernel
-from edgevit.backend.kernels.add import (F32_HELPER, check_request, const_arg, f32_const, int_arg, kernel_func_name,
-                                         tensor_arg, tir_requantize)
-from edgevit.backend.kernels.base import Arg, KernelCode, KernelDef, KernelRequest, KernelTraits
+from edgevit.lower.ops.attention import scratch_bytes
+from edgevit.backend.kernels.base import Arg, KernelCode, KernelDef, KernelRequest
+from edgevit.backend.kernels.common import check_request, const_arg, int_arg, kernel_func_name, tensor_arg
+from edgevit.backend.kernels.tir import F32_HELPER, f32_const, tir_requantize, tir_rshift
 
 RECIP_BITS = 40          # K of the spec: p = rshift(e * R, K)
 UNROLL = 4               # token-loop unroll factor of the fast schedule
 MAX_UNROLL_HD = 64       # head_dim loops are unrolled fully up to this size
 NEG_INF_BITS = 0xFF800000
 RECIP32_MIN_FRAC_BITS = 16  # 255 * 2^40 / 2^F < 2^32 from F = 16 on
-
-
-def scratch_bytes(kernel: Kernel, in_infos: list[TensorInfo], out_infos: list[TensorInfo], rows: int | None) -> int:
-    """One row of N int32 (or float32) scores/exp values/probabilities: 4 * N bytes; a float kernel
-    with the `size` input also keeps log(size_j) for the whole call: 8 * N bytes."""
-    n = in_infos[0].shape[0]
-    return 8 * n if len(in_infos) > 1 and in_infos[0].dtype == "float32" else 4 * n
 
 
 def _hd_loop(T, hd: int, fast: bool):
@@ -110,8 +102,6 @@ def _int8_prim(n: int, h: int, hd: int, table_size: int, n_log: int, body):
 def int8_reference_func(n: int, h: int, hd: int, table_size: int, n_log: int = 0):
     """int8 PrimFunc (see `_int8_prim`) doing steps 1-4 literally in int64."""
     from tvm.script import tirx as T
-
-    from edgevit.backend.kernels.add import tir_rshift
 
     w, ow = 3 * h * hd, h * hd
     has_size = n_log > 0
@@ -364,5 +354,4 @@ def generate(req: KernelRequest) -> KernelCode:
     return KernelCode(kernel_func_name(req, heads=h, head_dim=hd, frac_bits=frac_bits), prim, args, scratch_bytes=scratch)
 
 
-KERNEL = register_kernel(KernelDef(op="attention", traits=KernelTraits(scratch=scratch_bytes), generate=generate,
-                                   dtypes=("float32", "int8")))
+KERNEL = KernelDef(op="attention", generate=generate, dtypes=("float32", "int8"))

@@ -1,7 +1,9 @@
 """The contract between Program ops and their generated C kernels (docs/mcu-backend.md, "Kernels").
 
-A kernel file registers a `KernelDef`: cheap traits the planner reads, and `generate`, which
-builds a TVM PrimFunc (imported lazily) for one kernel and says how the driver calls it.
+A kernel file `<op>.py` defines `KERNEL`, a `KernelDef` (looked up by op name: kernels/__init__.py):
+`generate`, which builds a TVM PrimFunc (imported lazily) for one kernel and says how the driver
+calls it. What the planner needs (in-place, alias, row-wise, scratch) is the op's `PlanTraits`
+(edgevit/lower/ops/traits.py), which the code honours.
 """
 
 from __future__ import annotations
@@ -17,31 +19,6 @@ from edgevit.lower.program import Kernel, TensorInfo
 
 SCHEDULES = ("fast", "reference")
 ARG_KINDS = ("tensor", "const", "scratch", "int")
-
-
-def no_scratch(kernel: Kernel, in_infos: list[TensorInfo], out_infos: list[TensorInfo], rows: int | None) -> int:
-    """Scratch function of kernels that need none: 0 bytes."""
-    return 0
-
-
-ScratchFn = Callable[[Kernel, list[TensorInfo], list[TensorInfo], "int | None"], int]
-
-
-@dataclass(frozen=True)
-class KernelTraits:
-    """What the planner needs to know about an op's generated code (no TVM).
-
-    inplace: input indices whose buffer output 0 may take over when that input dies here.
-    alias: output 0 is input 0 reinterpreted (no code, same buffer).
-    row_wise: output row i depends only on row i of every input (rows = first axis), so
-        the kernel may run on chunks of rows.
-    scratch: bytes of arena scratch the code needs for `rows` rows (None = all rows).
-    """
-
-    inplace: tuple[int, ...] = ()
-    alias: bool = False
-    row_wise: bool = False
-    scratch: ScratchFn = no_scratch
 
 
 @dataclass(frozen=True)
@@ -81,16 +58,12 @@ class KernelRequest:
         """The kernel dtype (its first input's dtype), e.g. "int8", "int16", "float32"."""
         return self.in_infos[0].dtype
 
-    @property
-    def dsp(self) -> bool:
-        """True when the core has the Arm DSP extension (SMLAD and friends)."""
-        return "dsp" in self.isa
-
 
 @dataclass(frozen=True)
 class KernelCode:
     """A generated kernel: C function `func`, its TVM PrimFunc, the call's arguments in order,
-    the scratch bytes it uses and the micro-kernel headers (kernels/micro/NAME.h) it needs."""
+    the scratch bytes it uses and the micro-kernel headers it needs (NAME: micro/NAME.h of a
+    kernel package, see `helper_header`)."""
 
     func: str
     prim_func: Any
@@ -104,10 +77,9 @@ GenerateFn = Callable[[KernelRequest], KernelCode]
 
 @dataclass(frozen=True)
 class KernelDef:
-    """An op's kernel: traits for planning and a generator; `dtypes` it supports."""
+    """An op's kernel: its generator (None: no code, e.g. an alias) and the `dtypes` it supports."""
 
     op: str
-    traits: KernelTraits
     generate: GenerateFn | None
     dtypes: tuple[str, ...] = ("float32", "int8")
 

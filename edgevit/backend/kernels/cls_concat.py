@@ -8,9 +8,8 @@ in-place (the output is one row longer than the input).
 
 from __future__ import annotations
 
-from edgevit.backend.kernels import register_kernel
-from edgevit.backend.kernels.add import check_request, const_arg, kernel_func_name, tensor_arg
-from edgevit.backend.kernels.base import KernelCode, KernelDef, KernelRequest, KernelTraits
+from edgevit.backend.kernels.base import KernelCode, KernelDef, KernelRequest
+from edgevit.backend.kernels.common import check_request, const_arg, kernel_func_name, tensor_arg
 
 
 def cls_concat_func(p: int, d: int, dtype: str, fast: bool):
@@ -51,5 +50,4 @@ def generate(req: KernelRequest) -> KernelCode:
     return KernelCode(kernel_func_name(req), prim, args)
 
 
-KERNEL = register_kernel(KernelDef(op="cls_concat", traits=KernelTraits(), generate=generate,
-                                   dtypes=("float32", "int8", "int16")))
+KERNEL = KernelDef(op="cls_concat", generate=generate, dtypes=("float32", "int8", "int16"))

@@ -11,11 +11,10 @@ axis (any shape); output 0 may reuse input 0 (element i is written after its onl
 
 from __future__ import annotations
 
-from edgevit.lower.ops.gelu import _ERFC
-from edgevit.backend.kernels import register_kernel
-from edgevit.backend.kernels.add import (F32_HELPER, check_request, const_arg, f32_const, kernel_func_name,
-                                         row_count, row_elems, tensor_arg)
-from edgevit.backend.kernels.base import KernelCode, KernelDef, KernelRequest, KernelTraits
+from edgevit.lower.ops.gelu import ERFC_COEFFS
+from edgevit.backend.kernels.base import KernelCode, KernelDef, KernelRequest
+from edgevit.backend.kernels.common import check_request, const_arg, kernel_func_name, row_count, row_elems, tensor_arg
+from edgevit.backend.kernels.tir import F32_HELPER, f32_const
 
 SQRT1_2 = 0.7071067811865476
 
@@ -26,10 +25,10 @@ def gelu_float_expr(x):
 
     z = T.max(x, T.float32(0.0) - x) * f32_const(SQRT1_2)  # |x| (TVM's C printer has no fabs)
     t = T.float32(1.0) / (z * T.float32(0.5) + T.float32(1.0))
-    p = t * f32_const(_ERFC[-1])
-    for c in _ERFC[-2:0:-1]:
+    p = t * f32_const(ERFC_COEFFS[-1])
+    for c in ERFC_COEFFS[-2:0:-1]:
         p = (p + f32_const(c)) * t
-    p = p + f32_const(_ERFC[0]) - z * z
+    p = p + f32_const(ERFC_COEFFS[0]) - z * z
     q = T.exp(p) * t * T.float32(0.5)
     return T.if_then_else(x >= T.float32(0.0), T.float32(1.0) - q, q) * x
 
@@ -96,5 +95,4 @@ def generate(req: KernelRequest) -> KernelCode:
     return KernelCode(name, prim, args)
 
 
-KERNEL = register_kernel(KernelDef(op="gelu", traits=KernelTraits(inplace=(0,), row_wise=True), generate=generate,
-                                   dtypes=("float32", "int8")))
+KERNEL = KernelDef(op="gelu", generate=generate, dtypes=("float32", "int8"))

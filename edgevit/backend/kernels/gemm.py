@@ -17,12 +17,15 @@ tile (`plan_regions`). `schedule_gemm` applies one of two schedules with `tvm.s_
 - "fast": column tiles of tm outer, row tiles of tn inner; per column tile the column values are
   computed once (hoisted out of the row loop); per tn x tm output tile the reduction runs with
   the k loop outside and the tile unrolled inside (each x and w value loaded once per tile), the
-  accumulators in a tn x tm local array that gcc keeps in registers. With `dsp` (int8 operands on
-  a DSP core, `GemmSpec.dsp_intrin` set) each tile's whole reduction is tensorized into ONE call of
-  a micro/gemm_dsp.h micro-kernel (SXTB16 + SMLAD) holding the accumulators in its own locals: one
-  call per 4-value step inside TIR's k loop got them spilled by gcc -O2 once inlined into the model
-  driver (0.34-0.48 MACs/instruction on the M7 instead of 0.6-0.7). `gemm_intrin` is linear's
-  (2x2 in the main rectangle, 1x2 and 1x1 in the leftover strips).
+  accumulators in a tn x tm local array that gcc keeps in registers. With `GemmSpec.micro_kernel`
+  set, each tile's whole reduction is instead tensorized into ONE call of a C micro-kernel (a
+  registered TVM tensor intrinsic) over `micro_tile` tiles.
+
+A target adapts the generic int8 GEMM kernels through `GemmHooks` instead of copying them: its
+kernel override (a file named like the generic one in its kernel package, see kernels/__init__.py)
+calls the generic generator with the micro-kernel it has for the request (None: the unrolled
+tile), the `Int32Steps` of the fast requantize (requant.py) and the facts these add to the C
+function name.
 
 Local buffers (accumulators, column values) keep TVM's default "global" scope: after compute_at
 they are a few constant-size elements, which TVM 0.27 prints as C stack arrays
@@ -34,15 +37,13 @@ aliasing at -O2; so every local buffer of a kernel has the accumulator's dtype (
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
+from edgevit.lower.intmath import qrange
 from edgevit.backend.kernels.base import KernelRequest, func_name
-from edgevit.backend.kernels.common import check_request, const_arg, int_arg, row_count, tensor_arg  # noqa: F401
 
-DSP_TILE = (2, 2)     # output tile (rows, cols) of the DSP micro-kernel
-FAST_TILE = (2, 2)    # output tile of the plain fast schedule
-DSP_K = 4             # int8 values per 32-bit word
+FAST_TILE = (2, 2)    # output tile (rows, cols) of the plain fast schedule
 UNROLL_K = 4          # k unrolling of the plain fast schedule (largest of 4, 2 dividing K)
 
 Expr = Any
@@ -77,7 +78,7 @@ class Region:
     m0: int
     cols: int
     tile: tuple[int, int] = (1, 1)
-    dsp: bool = False
+    micro: bool = False
 
 
 @dataclass(frozen=True)
@@ -88,11 +89,10 @@ class GemmSpec:
     or float32; out: the name of the output Param. The callables get the dict of buffers/scalars by
     Param name and TIR index expressions and return TIR expressions: x, w, init of acc_dtype (init
     None: zero; init_params: the Params it reads), epilogue of the output dtype; epilogue's `col`
-    maps each Column name to its value at this column. dsp_intrin(tn, tm): the name of a registered
+    maps each Column name to its value at this column. micro_kernel(tn, tm): the name of a registered
     tensor intrinsic computing one tn x tm output tile's whole reduction (acc[tn, tm] += ...: a
-    micro-kernel call) for the tile shapes `plan_regions` makes from dsp_tile (the main tile), None:
-    no DSP micro-kernel (e.g. `gemm_intrin` for x, w plain int8 loads X[n, k], W[m, k] of row-major
-    buffers).
+    micro-kernel call) for the tile shapes `plan_regions` makes from micro_tile (the main tile),
+    used by the "fast" schedule; None: the unrolled tile.
     """
 
     rows: int
@@ -107,8 +107,8 @@ class GemmSpec:
     init: Callable[[Bufs, Expr], Expr] | None = None
     init_params: tuple[str, ...] = ()
     columns: tuple[Column, ...] = ()
-    dsp_intrin: Callable[[int, int], str] | None = None
-    dsp_tile: tuple[int, int] = DSP_TILE
+    micro_kernel: Callable[[int, int], str] | None = None
+    micro_tile: tuple[int, int] = FAST_TILE
 
     def __post_init__(self) -> None:
         odd = [c.name for c in self.columns if c.dtype != self.acc_dtype]
@@ -117,48 +117,90 @@ class GemmSpec:
                              "(TVM merges local buffers across regions by pointer casts)")
 
 
+@dataclass(frozen=True)
+class Int32Steps:
+    """How the fast requantize (requant.py) writes its exact int32 steps as TIR: smmla(a, b, c) =
+    c + floor(a * b / 2^32) and ssat(x, out_dtype) = x clamped to the int8 / int16 range (int32
+    expressions in and out), and the micro-kernel headers (KernelCode.helpers) that code needs."""
+
+    smmla: Callable[[Expr, Expr, Expr], Expr]
+    ssat: Callable[[Expr, str], Expr]
+    helpers: tuple[str, ...] = ()
+
+
+def plain_smmla(a, b, c):
+    """c + floor(a * b / 2^32) for int32 TIR expressions, through one int64 product."""
+    from tvm import tirx
+
+    prod = tirx.Cast("int64", a) * tirx.Cast("int64", b)
+    return c + tirx.Cast("int32", tirx.shift_right(prod, tirx.const(32, "int64")))
+
+
+def plain_ssat(x, out_dtype: str):
+    """int32 TIR `x` clamped to the range of out_dtype (int8 / int16)."""
+    from tvm import tirx
+
+    lo, hi = qrange(out_dtype)
+    return tirx.max(tirx.min(x, tirx.const(hi, "int32")), tirx.const(lo, "int32"))
+
+
+PLAIN_STEPS = Int32Steps(plain_smmla, plain_ssat)  # the generic kernels': plain C arithmetic
+
+
+@dataclass(frozen=True)
+class GemmHooks:
+    """What a target's kernel override changes in a generic GEMM kernel for one request: the fast
+    requantize's int32 steps, the micro-kernel computing a whole output tile's reduction
+    (`GemmSpec.micro_kernel`, None: the unrolled tile) with its main tile, and the facts these add
+    to the C function name (`gemm_func_name`). GemmHooks(): the generic code."""
+
+    steps: Int32Steps = PLAIN_STEPS
+    micro_kernel: Callable[[int, int], str] | None = None
+    micro_tile: tuple[int, int] = FAST_TILE
+    name_facts: dict[str, Any] = field(default_factory=dict)
+
+
+GENERIC_HOOKS = GemmHooks()
+
+
 # ---------------------------------------------------------------- request helpers (no TVM)
 
 def gemm_func_name(req: KernelRequest, **code_facts: Any) -> str:
     """ev_<op>_<dtype>_<hash> over the op, dtypes, schedule and everything else the code depends on
-    (`code_facts`: shapes, rows, weight bits, activation, whether the DSP micro-kernel is used).
+    (`code_facts`: shapes, rows, weight bits, activation, requantize mode, GemmHooks.name_facts).
     Constant values and per-layer scalars are arguments, so they are not part of the name."""
     key = {"op": req.kernel.op, "in": [t.dtype for t in req.in_infos], "out": [t.dtype for t in req.out_infos],
            "schedule": req.schedule, **code_facts}
     return func_name(req.kernel.op, req.dtype, key)
 
 
-def uses_dsp(req: KernelRequest, k: int, int8_operands: bool = True) -> bool:
-    """Whether the DSP micro-kernel applies: fast schedule, DSP core, int8 operands, K % 4 == 0."""
-    return req.schedule == "fast" and req.dsp and int8_operands and k % DSP_K == 0
-
-
-def plan_regions(rows: int, cols: int, tile: tuple[int, int], dsp: bool = False) -> list[Region]:
+def plan_regions(rows: int, cols: int, tile: tuple[int, int], micro: bool = False) -> list[Region]:
     """Cover a rows x cols output: the largest tile-aligned rectangle with `tile`, then the leftover
-    bottom rows with a (1, tm) tile and the leftover right columns with (1, 1); all with `dsp`."""
+    bottom rows with a (1, tm) tile and the leftover right columns with (1, 1); all with `micro`."""
     tn, tm = tile
     main_rows, main_cols = rows - rows % tn, cols - cols % tm
     regions = []
     if main_rows and main_cols:
-        regions.append(Region(0, main_rows, 0, main_cols, tile, dsp))
+        regions.append(Region(0, main_rows, 0, main_cols, tile, micro))
     if rows > main_rows and main_cols:
-        regions.append(Region(main_rows, rows - main_rows, 0, main_cols, (1, tm), dsp))
+        regions.append(Region(main_rows, rows - main_rows, 0, main_cols, (1, tm), micro))
     if cols > main_cols:
-        regions.append(Region(0, rows, main_cols, cols - main_cols, (1, 1), dsp))
+        regions.append(Region(0, rows, main_cols, cols - main_cols, (1, 1), micro))
     return regions
 
 
 # ---------------------------------------------------------------- building the PrimFunc
 
-def gemm_prim_func(spec: GemmSpec, schedule: str, dsp: bool = False):
+def gemm_prim_func(spec: GemmSpec, schedule: str):
     """The scheduled private PrimFunc of `spec`: "reference" (one region, plain loops) or "fast"
-    (FAST_TILE regions; with `dsp` (see `uses_dsp`) spec.dsp_tile regions, each tile's reduction
-    tensorized with spec.dsp_intrin)."""
+    (FAST_TILE regions; with spec.micro_kernel, spec.micro_tile regions, each tile's reduction
+    tensorized into the micro-kernel)."""
     if schedule == "reference":
         regions = [Region(0, spec.rows, 0, spec.cols)]
+    elif spec.micro_kernel is not None:
+        regions = plan_regions(spec.rows, spec.cols, spec.micro_tile, micro=True)
     else:
-        assert not dsp or spec.dsp_intrin is not None
-        regions = plan_regions(spec.rows, spec.cols, spec.dsp_tile if dsp else FAST_TILE, dsp)
+        regions = plan_regions(spec.rows, spec.cols, FAST_TILE)
     return schedule_gemm(build_gemm(spec, regions), spec, regions, schedule)
 
 
@@ -253,7 +295,7 @@ def _schedule_plain(sch, spec: GemmSpec, r: int) -> None:
 
 def _schedule_tiled(sch, spec: GemmSpec, r: int, region: Region) -> None:
     """Column tiles outside, row tiles inside; column values per column tile; per output tile the
-    k loops outside the unrolled tile, or one DSP micro-kernel call for the tile's whole reduction."""
+    k loops outside the unrolled tile, or one micro-kernel call for the tile's whole reduction."""
     tn, tm = region.tile
     out, acc = sch.get_sblock(f"out{r}"), sch.get_sblock(f"acc{r}")
     n, m = sch.get_loops(out)
@@ -262,10 +304,10 @@ def _schedule_tiled(sch, spec: GemmSpec, r: int, region: Region) -> None:
     sch.reorder(mo, no, mi, ni)
     sch.compute_at(acc, no, preserve_unit_loops=True)
     ti, tj, *ks = sch.get_loops(acc)[2:]
-    if region.dsp:
+    if region.micro:
         init = sch.decompose_reduction(acc, ti)
         _hide_init_reads(sch, acc, spec.init_params)
-        sch.tensorize(ti, spec.dsp_intrin(tn, tm))
+        sch.tensorize(ti, spec.micro_kernel(tn, tm))
     else:
         sch.reorder(*ks, ti, tj)
         init = sch.decompose_reduction(acc, ks[0])
@@ -309,54 +351,3 @@ def _region_name(region) -> str:
 def _buffer_name(param: str) -> str:
     """TIR name of the buffer view of pointer Param `param`."""
     return param.upper()
-
-
-# ---------------------------------------------------------------- the DSP tensor intrinsic
-
-def gemm_intrin(tn: int, tm: int, k: int) -> str:
-    """Register (once) and name the tensor intrinsic C[tn, tm] += A[tn, k] . B[tm, k]^T (int8 -> int32,
-    k % 4 == 0: a whole output tile's reduction) implemented by `ev_gemm_dsp_{tn}x{tm}` of micro/gemm_dsp.h."""
-    from tvm.s_tir import TensorIntrin
-
-    name = f"ev_gemm_dsp_{tn}x{tm}_k{k}"
-    if TensorIntrin.get(name, allow_missing=True) is None:
-        TensorIntrin.register(name, _dsp_func(tn, tm, k, None), _dsp_func(tn, tm, k, f"ev_gemm_dsp_{tn}x{tm}"))
-    return name
-
-
-def _dsp_func(tn: int, tm: int, k: int, call: str | None):
-    """A[tn, k], B[tm, k] (int8, row strides sa, sb), C[tn, tm] (int32, stride sc) and either the
-    reference loop nest (call None: the intrinsic's description) or `call(C, sc, A, sa, B, sb, k)`."""
-    from tvm.script.ir_builder import IRBuilder
-    from tvm.script.ir_builder import tirx as T
-
-    with IRBuilder() as ib:
-        with T.prim_func(s_tir=True):
-            handles = [T.arg(n, T.handle()) for n in "abc"]
-            strides = [T.int32() for _ in range(3)]
-            shapes, dtypes = [(tn, k), (tm, k), (tn, tm)], ["int8", "int8", "int32"]
-            A, B, C = (T.match_buffer(h, shape, dt, offset_factor=1, strides=[st, 1])
-                       for h, shape, dt, st in zip(handles, shapes, dtypes, strides))
-            with T.sblock("root"):
-                T.reads(C[0:tn, 0:tm], A[0:tn, 0:k], B[0:tm, 0:k])
-                T.writes(C[0:tn, 0:tm])
-                if call is not None:
-                    T.evaluate(T.call_extern("void", call, C.access_ptr("rw"), strides[2], A.access_ptr("r"),
-                                             strides[0], B.access_ptr("r"), strides[1], k))
-                else:  # C[i, j] += A[i, t] * B[j, t]
-                    with T.grid(tn, tm, k) as loops:
-                        with T.sblock("update"):
-                            vi, vj, vk = intrin_block_vars(T, loops, [(tn, "S"), (tm, "S"), (k, "R")])
-                            prod = T.Cast("int32", A[vi, vk]) * T.Cast("int32", B[vj, vk])
-                            T.buffer_store(C, C[vi, vj] + prod, [vi, vj])
-    return ib.get()
-
-
-def intrin_block_vars(T, loops, dims: Sequence[tuple[int, str]]) -> list:
-    """Inside a tensor intrinsic description's block: one block variable per (extent, "S" | "R") of
-    `dims` bound to its loop, or 0 for a unit extent (the scheduled blocks have no variable there,
-    so the pattern also matches 1 x tm tiles and single-channel reductions)."""
-    live = [(loop, kind) for loop, (extent, kind) in zip(loops, dims) if extent > 1]
-    bound = T.axis.remap("".join(kind for _, kind in live), [loop for loop, _ in live])
-    bound = iter([bound] if len(live) == 1 else bound)  # remap of one variable returns it bare
-    return [next(bound) if extent > 1 else 0 for extent, _ in dims]

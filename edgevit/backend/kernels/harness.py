@@ -6,7 +6,8 @@ Used by the kernel tests to compare TVM-generated C against the reference interp
     code = get_kernel(kernel.op).generate(req)
     outs = run_kernel(code, req, inputs)          # inputs: per-image arrays, one per kernel input
 
-`inplace=i` passes input i's buffer as output 0 (to test an `inplace` trait).
+`inplace=i` passes input i's buffer as output 0 (to test an `inplace` trait). For a target's
+kernel override pass its kernel package as `overrides` (the micro headers are looked up there first).
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ import numpy as np
 
 from edgevit.lower.program import Kernel, TensorInfo
 from edgevit.backend.csrc import c_array, ctype_of
+from edgevit.backend.kernels import helper_header
 from edgevit.backend.kernels.base import KernelCode, KernelRequest
 
-MICRO_DIR = Path(__file__).parent / "micro"
 SANITIZE = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all"]
 WARN = ["-Wall", "-Wextra", "-Werror"]
 
@@ -35,11 +36,12 @@ def request_for(kernel: Kernel, tensors: dict[str, TensorInfo], consts: dict, ro
                          schedule=schedule, isa=tuple(isa))
 
 
-def kernel_source(codes: list[KernelCode], definitions: dict[str, str]) -> str:
-    """kernels.c text: standard headers, the micro-kernel helpers used, then each function once."""
+def kernel_source(codes: list[KernelCode], definitions: dict[str, str], overrides: str | None = None) -> str:
+    """kernels.c text: standard headers, the micro-kernel headers used (`helper_header`: the
+    `overrides` kernel package's first), then each function once."""
     helpers = sorted({h for c in codes for h in c.helpers})
     parts = ["#include <stdint.h>\n#include <string.h>\n#include <math.h>\n#include <stdbool.h>\n"]
-    parts += [(MICRO_DIR / f"{h}.h").read_text() for h in helpers]
+    parts += [helper_header(h, overrides) for h in helpers]
     parts += [definitions[name] for name in sorted({c.func for c in codes})]
     return "\n".join(parts)
 
@@ -90,13 +92,15 @@ def _rows(arr: np.ndarray, info: TensorInfo, rows: int | None) -> np.ndarray:
 
 
 def run_kernel(code: KernelCode, req: KernelRequest, inputs: list[np.ndarray], *, inplace: int | None = None,
-               cc: str = "gcc", sanitize: bool = True, keep: Path | None = None) -> list[np.ndarray]:
+               cc: str = "gcc", sanitize: bool = True, keep: Path | None = None,
+               overrides: str | None = None) -> list[np.ndarray]:
     """Compile `code` (lowered by TVM) with a main that feeds `inputs` (per-image arrays, one per
-    kernel input; row-wise kernels with `req.rows` use the first rows) and return the outputs."""
+    kernel input; row-wise kernels with `req.rows` use the first rows) and return the outputs;
+    `overrides`: the kernel package `code` comes from, if not the generic one."""
     from edgevit.backend.kernels.tvmc import lower_to_c
 
     defs = lower_to_c({code.func: code.prim_func})
-    src = kernel_source([code], defs)
+    src = kernel_source([code], defs, overrides)
     tmp = Path(tempfile.mkdtemp(prefix="ev-kernel-"))
     try:
         (tmp / "kernels.c").write_text(src + _main_source(code, req, inputs, inplace))

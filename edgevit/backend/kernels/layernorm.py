@@ -23,10 +23,9 @@ before the output pass, which reads x_d and then writes y_d (y's element size is
 
 from __future__ import annotations
 
-from edgevit.backend.kernels import register_kernel
-from edgevit.backend.kernels.add import (F32_HELPER, check_request, const_arg, f64_const, int_arg, kernel_func_name,
-                                         row_count, tensor_arg, tir_clamp, tir_half, tir_rshift)
-from edgevit.backend.kernels.base import KernelCode, KernelDef, KernelRequest, KernelTraits
+from edgevit.backend.kernels.base import KernelCode, KernelDef, KernelRequest
+from edgevit.backend.kernels.common import check_request, const_arg, int_arg, kernel_func_name, row_count, tensor_arg
+from edgevit.backend.kernels.tir import F32_HELPER, f64_const, tir_clamp, tir_half, tir_rshift
 
 ISQRT_HELPER = "isqrt64"
 
@@ -178,5 +177,4 @@ def generate(req: KernelRequest) -> KernelCode:
     return KernelCode(kernel_func_name(req), make(rows, d, x.dtype, y.dtype), args, helpers=(ISQRT_HELPER,))
 
 
-KERNEL = register_kernel(KernelDef(op="layernorm", traits=KernelTraits(inplace=(0,), row_wise=True), generate=generate,
-                                   dtypes=("float32", "int8", "int16")))
+KERNEL = KernelDef(op="layernorm", generate=generate, dtypes=("float32", "int8", "int16"))

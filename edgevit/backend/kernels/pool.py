@@ -13,10 +13,9 @@ from all rows). The two schedules generate the same loops (pool runs once per im
 
 from __future__ import annotations
 
-from edgevit.backend.kernels import register_kernel
-from edgevit.backend.kernels.add import (F32_HELPER, check_request, f64_const, int_arg, kernel_func_name, tensor_arg,
-                                         tir_requantize)
-from edgevit.backend.kernels.base import KernelCode, KernelDef, KernelRequest, KernelTraits
+from edgevit.backend.kernels.base import KernelCode, KernelDef, KernelRequest
+from edgevit.backend.kernels.common import check_request, int_arg, kernel_func_name, tensor_arg
+from edgevit.backend.kernels.tir import F32_HELPER, f64_const, tir_requantize
 
 
 def cls_pool_func(d: int, dtype: str):
@@ -88,5 +87,4 @@ def generate(req: KernelRequest) -> KernelCode:
     return KernelCode(name, int_mean_func(n, d, x.dtype, y.dtype), tensors + ints)
 
 
-KERNEL = register_kernel(KernelDef(op="pool", traits=KernelTraits(), generate=generate,
-                                   dtypes=("float32", "int8", "int16")))
+KERNEL = KernelDef(op="pool", generate=generate, dtypes=("float32", "int8", "int16"))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from edgevit.lower.program import DTYPES
-from edgevit.backend.kernels import register_kernel
-from edgevit.backend.kernels.base import KernelDef, KernelTraits
+from edgevit.backend.kernels.base import KernelDef
 
-KERNEL = register_kernel(KernelDef(op="reshape", traits=KernelTraits(alias=True), generate=None, dtypes=DTYPES))
+KERNEL = KernelDef(op="reshape", generate=None, dtypes=DTYPES)

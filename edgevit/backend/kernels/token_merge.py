@@ -46,10 +46,10 @@ from __future__ import annotations
 import numpy as np
 
 from edgevit.lower.intmath import qrange
-from edgevit.lower.program import Kernel, TensorInfo
-from edgevit.backend.kernels import register_kernel
-from edgevit.backend.kernels.add import check_request, kernel_func_name, tensor_arg, tir_rshift
-from edgevit.backend.kernels.base import Arg, KernelCode, KernelDef, KernelRequest, KernelTraits
+from edgevit.lower.ops.token_merge import SCRATCH_SECTIONS, scratch_bytes, scratch_layout
+from edgevit.backend.kernels.base import Arg, KernelCode, KernelDef, KernelRequest
+from edgevit.backend.kernels.common import check_request, kernel_func_name, tensor_arg
+from edgevit.backend.kernels.tir import tir_rshift
 
 ISQRT_HELPER = "isqrt64"
 UNIT_SHIFT = 47          # 61 - UNIT_BITS (14): u = rshift(K R, 47 - s)
@@ -57,32 +57,6 @@ MAX_UNROLL_HD = 64       # head_dim loops are unrolled fully up to this size (fa
 MICRO_HELPER = "token_merge"  # micro/token_merge.h: ev_dot_s16 (SMLAD on DSP cores), ev_copy_bytes
 INT_SENTINEL = -(1 << 31)  # below every integer similarity (|sim| < 2^29)
 FLOAT_SENTINEL = -4.0      # below every cosine similarity (>= -1 - rounding)
-SECTIONS = ("ua", "ub", "score", "best", "src", "dst")
-
-
-# ---------------------------------------------------------------- scratch layout (no TVM)
-
-def scratch_layout(n: int, head_dim: int, r: int, is_float: bool) -> tuple[dict[str, tuple[str, int, int]], int]:
-    """Sections of the scratch for N tokens: name -> (dtype, element offset in that dtype, elements),
-    each section starting at an 8-byte aligned byte offset; and the total bytes."""
-    na, nb = (n + 1) // 2, n // 2
-    unit, score = ("float64", "float64") if is_float else ("int16", "int32")
-    sizes = {"ua": (unit, head_dim), "ub": (unit, nb * head_dim), "score": (score, na), "best": ("int32", na),
-             "src": ("int32", r), "dst": ("int32", r)}
-    layout, offset = {}, 0
-    for name in SECTIONS:
-        dtype, count = sizes[name]
-        item = np.dtype(dtype).itemsize
-        layout[name] = (dtype, offset // item, count)
-        offset += -(-count * item // 8) * 8
-    return layout, offset
-
-
-def scratch_bytes(kernel: Kernel, in_infos: list[TensorInfo], out_infos: list[TensorInfo], rows: int | None) -> int:
-    """Bytes of the sections of `scratch_layout` (int8 program, N = 50, hd = 16, r = 2: 1,056 bytes)."""
-    n = in_infos[0].shape[0]
-    return scratch_layout(n, int(kernel.attrs["head_dim"]), n - out_infos[0].shape[0],
-                          in_infos[0].dtype == "float32")[1]
 
 
 # ---------------------------------------------------------------- TIR
@@ -90,7 +64,7 @@ def scratch_bytes(kernel: Kernel, in_infos: list[TensorInfo], out_infos: list[Te
 def _views(T, scratch, layout: dict):
     """The scratch sections as buffers over the one scratch pointer (element offsets per dtype)."""
     return [T.decl_buffer((max(1, layout[s][2]),), layout[s][0], data=scratch, elem_offset=layout[s][1])
-            for s in SECTIONS]
+            for s in SCRATCH_SECTIONS]
 
 
 def _merge_prim(n: int, d: int, w: int, r: int, x_dt: str, is_float: bool, has_size: bool, layout: dict, body):
@@ -316,5 +290,4 @@ def generate(req: KernelRequest) -> KernelCode:
     return KernelCode(name, prim, args, scratch_bytes=nbytes, helpers=helpers)
 
 
-KERNEL = register_kernel(KernelDef(op="token_merge", traits=KernelTraits(scratch=scratch_bytes), generate=generate,
-                                   dtypes=("float32", "int8", "int16")))
+KERNEL = KernelDef(op="token_merge", generate=generate, dtypes=("float32", "int8", "int16"))

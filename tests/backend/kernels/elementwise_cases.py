@@ -87,8 +87,8 @@ def generate(case: Case, rows: int | None = None, schedule: str = "fast") -> tup
 def run_generated(case: Case, rows: int | None = None, schedule: str = "fast", inplace: int | None = None):
     """Output 0 of the TVM-generated C (host gcc, sanitizers on) for the case."""
     code, req = generate(case, rows, schedule)
-    assert code.scratch_bytes == kernel_def(case.kernel.op).traits.scratch(case.kernel, list(req.in_infos),
-                                                                          list(req.out_infos), rows)
+    scratch = get_op(case.kernel.op).traits.scratch
+    assert code.scratch_bytes == scratch(case.kernel, list(req.in_infos), list(req.out_infos), rows)
     return run_kernel(code, req, case.inputs, inplace=inplace)[0]
 
 

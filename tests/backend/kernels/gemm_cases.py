@@ -55,7 +55,7 @@ def requant_consts(rng: np.random.Generator, m: int, k: int, extremes: bool = Tr
     """bias, multiplier, shift [m] for accumulators of a K-long int8 dot product: real scales around
     127 / (typical |acc|), spread over 16x both ways. With `extremes`, three random channels get a
     large scale (right shift 31 - shift < 32), a tiny one (> 46) and 0 (multiplier 0), the cases the
-    fast requantize handles apart (its "wide" mode, linear.requant_mode)."""
+    fast requantize handles apart (its "wide" mode, requant.requant_mode)."""
     typical = 128.0 * 64.0 * np.sqrt(k)
     reals = 127.0 / typical * np.exp2(rng.uniform(-4.0, 4.0, m))
     if extremes:
@@ -163,9 +163,10 @@ def request(case: Case, schedule: str = "fast", dsp: bool = False, rows: int | N
     return request_for(case.kernel, case.tensors, case.consts, rows=rows, schedule=schedule, isa=isa)
 
 
-def run_generated(case: Case, code: KernelCode, req: KernelRequest) -> np.ndarray:
-    """Output of the generated C (host gcc, sanitizers on) for the case's input."""
-    (y,) = run_kernel(code, req, [case.x])
+def run_generated(case: Case, code: KernelCode, req: KernelRequest, overrides: str | None = None) -> np.ndarray:
+    """Output of the generated C (host gcc, sanitizers on) for the case's input; `overrides`: the
+    kernel package `code` comes from, if not the generic one."""
+    (y,) = run_kernel(code, req, [case.x], overrides=overrides)
     return y
 
 
@@ -261,11 +262,14 @@ def build_and_run_firmware(source: str, workdir: Path) -> tuple[str, int]:
     return re.search(r"OUT ([0-9a-f]*)", run.stdout).group(1), int(re.search(r"TICKS (\d+)", run.stdout).group(1))
 
 
-def run_on_qemu(case: Case, code: KernelCode, req: KernelRequest, workdir: Path) -> tuple[np.ndarray, int]:
-    """Build the kernel into a bare firmware and run it on QEMU (build_and_run_firmware);
-    returns (output, SysTick ticks = instructions / 40)."""
+def run_on_qemu(case: Case, code: KernelCode, req: KernelRequest, workdir: Path,
+                overrides: str | None = None) -> tuple[np.ndarray, int]:
+    """Build the kernel (from the `overrides` kernel package, if not a generic one) into a bare
+    firmware and run it on QEMU (build_and_run_firmware); returns (output, SysTick ticks =
+    instructions / 40)."""
     rows = req.rows or case.tensors["y"].shape[0]
-    source = kernel_source([code], lower_to_c({code.func: code.prim_func})) + _firmware_main(case, code, rows)
+    source = kernel_source([code], lower_to_c({code.func: code.prim_func}), overrides)
+    source += _firmware_main(case, code, rows)
     hex_out, ticks = build_and_run_firmware(source, workdir)
     y = case.tensors["y"]
     return np.frombuffer(bytes.fromhex(hex_out), dtype=y.dtype).reshape((rows, *y.shape[1:])), ticks

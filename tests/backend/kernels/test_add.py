@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edgevit.backend.kernels import _KERNELS
+from edgevit.lower.ops import get_op
+from edgevit.backend.kernels import get_kernel
 from elementwise_cases import add_case, assert_no_tvm, c_source, check, generate, kernel_def
 
 FEW = settings(max_examples=6, deadline=None)
@@ -39,7 +40,7 @@ def test_float_add_and_no_tvm_in_the_code() -> None:
 
 def test_traits_and_shared_function_names() -> None:
     kdef = kernel_def("add")
-    assert _KERNELS["add"] is kdef and kdef.traits.inplace == (0, 1) and kdef.traits.row_wise
+    assert get_kernel("add") is kdef and get_op("add").traits.inplace == (0, 1) and get_op("add").traits.row_wise
     assert set(kdef.dtypes) == {"float32", "int8", "int16"}
     rng = np.random.default_rng(5)
     a, b = add_case(rng, (4, 6)), add_case(rng, (4, 6))

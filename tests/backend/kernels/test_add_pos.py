@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from edgevit.lower.ops import get_op
 from elementwise_cases import add_case, assert_no_tvm, c_source, check, generate, kernel_def
 
 DTYPES = [("int8", "int8", "int8"), ("int16", "int16", "int16"), ("int16", "int8", "int8"), ("int8", "int16", "int16")]
@@ -28,7 +29,8 @@ def test_add_pos_in_place(dtype) -> None:
 
 def test_traits_not_row_wise() -> None:
     kdef = kernel_def("add_pos")
-    assert kdef.traits.inplace == (0,) and not kdef.traits.row_wise  # pos would need a per-chunk offset
+    traits = get_op("add_pos").traits
+    assert traits.inplace == (0,) and not traits.row_wise  # pos would need a per-chunk offset
     case = add_case(np.random.default_rng(2), (4, 3), op="add_pos")
     with pytest.raises(ValueError, match="not a row-wise kernel"):
         generate(case, rows=2)

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edgevit.lower.intlut import make_score_lut, score_index_params
+from edgevit.lower.ops import get_op
 from elementwise_cases import assert_no_tvm, attention_case, c_source, check, generate, kernel_def, random_int
 
 # score multipliers with a right shift >= 32 (small qkv scales) and < 32 (large): both index paths
@@ -63,11 +64,11 @@ def test_float_attention(schedule, n) -> None:
 
 def test_streaming_scratch_and_code() -> None:
     kdef = kernel_def("attention")
-    assert not kdef.traits.row_wise and kdef.traits.inplace == ()
+    assert not get_op("attention").traits.row_wise and get_op("attention").traits.inplace == ()
     rng = np.random.default_rng(0)
     case = attention_case(rng, 50, 4, 16)
     code, req = generate(case)
-    assert code.scratch_bytes == 50 * 4 == kdef.traits.scratch(case.kernel, list(req.in_infos), [], None)
+    assert code.scratch_bytes == 50 * 4 == get_op("attention").traits.scratch(case.kernel, list(req.in_infos), [], None)
     assert [a.kind for a in code.args] == ["tensor", "const", "tensor", "scratch", "int", "int", "int", "int", "int"]
     other = attention_case(rng, 50, 4, 16)  # another layer: other multipliers, same function
     assert generate(other)[0].func == code.func and generate(case, schedule="reference")[0].func != code.func
@@ -90,7 +91,7 @@ def test_proportional_attention_with_token_sizes(dtype, schedule, qscale) -> Non
     case = attention_case(rng, n, 2, 4, dtype, qscale=qscale, sizes=sizes, max_size=max_size)
     check(case, schedule=schedule, atol=1e-5)
     code, req = generate(case, schedule=schedule)
-    assert code.scratch_bytes == kernel_def("attention").traits.scratch(case.kernel, list(req.in_infos), [], None)
+    assert code.scratch_bytes == get_op("attention").traits.scratch(case.kernel, list(req.in_infos), [], None)
     assert code.scratch_bytes == n * (4 if dtype == "int8" else 8)
     assert_no_tvm(c_source(case, schedule=schedule))
 

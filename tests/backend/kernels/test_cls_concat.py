@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from elementwise_cases import assert_no_tvm, c_source, check, cls_concat_case, kernel_def
+from edgevit.lower.ops import get_op
+from elementwise_cases import assert_no_tvm, c_source, check, cls_concat_case
 
 
 @pytest.mark.parametrize("dtype, schedule, p, d", [("int8", "fast", 7, 5), ("int16", "reference", 3, 4),
@@ -17,5 +18,5 @@ def test_cls_concat_copies_exactly(dtype, schedule, p, d) -> None:
 
 
 def test_traits() -> None:
-    t = kernel_def("cls_concat").traits
+    t = get_op("cls_concat").traits
     assert t.inplace == () and not t.row_wise and not t.alias

@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from edgevit.lower.ops import get_op
 from elementwise_cases import (assert_no_tvm, c_source, check, gelu_case, generate, kernel_def, make_case,
                                run_generated)
 
@@ -38,6 +39,7 @@ def test_float_gelu_matches_the_reference_formula(schedule) -> None:
 
 def test_traits() -> None:
     kdef = kernel_def("gelu")
-    assert kdef.traits.inplace == (0,) and kdef.traits.row_wise and set(kdef.dtypes) == {"float32", "int8"}
+    traits = get_op("gelu").traits
+    assert traits.inplace == (0,) and traits.row_wise and set(kdef.dtypes) == {"float32", "int8"}
     code, _ = generate(gelu_case(np.random.default_rng(0), (2, 3), "float32"))
     assert code.helpers == ("f32bits",)

@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from elementwise_cases import assert_no_tvm, c_source, check, generate, kernel_def, layernorm_case
+from edgevit.lower.ops import get_op
+from elementwise_cases import assert_no_tvm, c_source, check, generate, layernorm_case
 
 
 @settings(max_examples=8, deadline=None)
@@ -54,8 +55,8 @@ def test_float_layernorm(schedule, rows) -> None:
 
 
 def test_code_traits_and_sharing() -> None:
-    kdef = kernel_def("layernorm")
-    assert kdef.traits.row_wise and kdef.traits.inplace == (0,) and kdef.traits.scratch(None, [], [], None) == 0
+    traits = get_op("layernorm").traits
+    assert traits.row_wise and traits.inplace == (0,) and traits.scratch(None, [], [], None) == 0
     rng = np.random.default_rng(3)
     a, b = layernorm_case(rng, 6, 16), layernorm_case(rng, 6, 16)
     code_a, _ = generate(a)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from elementwise_cases import assert_no_tvm, c_source, check, generate, kernel_def, pool_case
+from edgevit.lower.ops import get_op
+from elementwise_cases import assert_no_tvm, c_source, check, generate, pool_case
 
 CASES = [("int8", "mean", "int8", "fast"), ("int16", "mean", "int16", "reference"), ("int16", "mean", "int8", "fast"),
          ("int8", "cls", "int8", "reference"), ("int16", "cls", "int16", "fast"), ("float32", "mean", "", "fast"),
@@ -30,5 +31,5 @@ def test_mean_rounds_half_up_at_extremes() -> None:
 def test_mode_is_compiled_in() -> None:
     rng = np.random.default_rng(1)
     assert generate(pool_case(rng, 5, 4, mode="cls"))[0].func != generate(pool_case(rng, 5, 4, mode="mean"))[0].func
-    t = kernel_def("pool").traits
+    t = get_op("pool").traits
     assert not t.row_wise and t.inplace == ()

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from edgevit.lower.program import DTYPES
+from edgevit.lower.ops import get_op
 from elementwise_cases import kernel_def
 
 
 def test_reshape_is_an_alias_without_code() -> None:
     kdef = kernel_def("reshape")
-    assert kdef.traits.alias and kdef.generate is None and set(kdef.dtypes) == set(DTYPES)
-    assert kdef.traits.inplace == () and not kdef.traits.row_wise
+    assert get_op("reshape").traits.alias and kdef.generate is None and set(kdef.dtypes) == set(DTYPES)
+    assert get_op("reshape").traits.inplace == () and not get_op("reshape").traits.row_wise

@@ -16,7 +16,7 @@ from edgevit.lower.program import Kernel, TensorInfo
 from edgevit.backend.csrc import c_array, ctype_of
 from edgevit.backend.kernels.harness import kernel_source, request_for, run_kernel
 from edgevit.backend.kernels.tvmc import lower_to_c
-from edgevit.backend.kernels.token_merge import scratch_layout
+from edgevit.lower.ops.token_merge import scratch_layout
 from elementwise_cases import FLOAT_RTOL, assert_no_tvm, kernel_def, random_int
 
 SCHEDULES = ["fast", "reference"]
@@ -88,8 +88,8 @@ def generate(case: MergeCase, schedule: str = "fast"):
 def check(case: MergeCase, schedule: str = "fast") -> None:
     """Generated C (host gcc, sanitizers on) == reference: tokens and sizes, dtypes and shapes."""
     code, req = generate(case, schedule)
-    assert code.scratch_bytes == kernel_def("token_merge").traits.scratch(case.kernel, list(req.in_infos),
-                                                                           list(req.out_infos), None)
+    scratch = get_op("token_merge").traits.scratch
+    assert code.scratch_bytes == scratch(case.kernel, list(req.in_infos), list(req.out_infos), None)
     got = run_kernel(code, req, case.inputs)
     for g, want in zip(got, reference(case), strict=True):
         assert g.dtype == want.dtype and g.shape == want.shape
@@ -154,11 +154,11 @@ def test_scratch_is_linear_in_tokens_and_code_is_shared(dtype) -> None:
     rng = np.random.default_rng(1)
     case = random_case(rng, 197, 64, 3, 64, 8, 1, dtype, sized=True)
     code, req = generate(case)
-    kdef = kernel_def("token_merge")
-    assert not kdef.traits.row_wise and kdef.traits.inplace == () and not kdef.traits.alias
+    traits = get_op("token_merge").traits
+    assert not traits.row_wise and traits.inplace == () and not traits.alias
     layout, total = scratch_layout(197, 64, 8, dtype == "float32")
     item = 8 if dtype == "float32" else 2
-    trait = kdef.traits.scratch(case.kernel, list(req.in_infos), list(req.out_infos), None)
+    trait = traits.scratch(case.kernel, list(req.in_infos), list(req.out_infos), None)
     assert code.scratch_bytes == total == trait
     assert total < (98 + 1) * 64 * item + 99 * 16 + 64  # the B tokens' unit keys + one row + O(N) indices
     assert total < (8 if dtype == "float32" else 4) * 99 * 98  # below the Na x Nb similarity matrix
@@ -187,11 +187,11 @@ def test_size_output_dtypes_and_optional_size() -> None:
         check(case)
 
 
-def test_planner_uses_the_kernel_scratch_trait() -> None:
-    from edgevit.backend.kernels.token_merge import scratch_bytes
-    from edgevit.backend.planner import kernel_traits
+def test_kernel_scratch_is_the_op_trait() -> None:
+    """The planner reads the op's scratch trait; the kernel sizes its scratch with the same function."""
+    from edgevit.backend.kernels import token_merge
 
-    assert kernel_traits("token_merge").scratch is scratch_bytes
+    assert get_op("token_merge").traits.scratch is token_merge.scratch_bytes
 
 
 # ---------------------------------------------------------------- on the emulated Cortex-M7 (DSP path)

@@ -17,7 +17,6 @@ import pytest
 from edgevit.lower.intmath import make_add_params
 from edgevit.lower.program import ProgramBuilder
 from edgevit.lower.reference import run_program
-from edgevit.backend.kernels import UnsupportedKernelError
 from edgevit.backend.vectors import Vectors
 from edgevit.backend.planner import Buffer, MemoryPlan, Step
 
@@ -65,7 +64,7 @@ def chain_plan(program, chunk: int, rows: int) -> MemoryPlan:
     arena = xb + 2 * c + out.nbytes
     return MemoryPlan(steps=[Step((0, 1, 2), chunk, rows)], buffers=bufs, tensor_buffer={t: t for t in bufs},
                       scratch_buffer={}, arena_bytes=arena, lower_bound_bytes=arena, naive_bytes=arena + 64,
-                      weight_bytes=0, code_bytes=100, timeline=[arena], naive_timeline=[arena, arena, arena])
+                      timeline=[arena], naive_timeline=[arena, arena, arena])
 
 
 def random_inputs(program, n: int, seed: int = 0) -> np.ndarray:
@@ -137,16 +136,6 @@ def run_qemu(artifact: Path, machine: str, count: int | None = None) -> tuple[np
                         "-icount", "shift=0", "-kernel", str(elf)], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr
     return parse_ev(r.stdout, out["dtype"], tuple(out["shape"]))
-
-
-def emit_or_skip(fn, *args, **kwargs):
-    """Call an emitter function; skip the test when some op has no MCU kernel yet (written in parallel)."""
-    try:
-        return fn(*args, **kwargs)
-    except UnsupportedKernelError as e:
-        pytest.skip(f"kernel not registered yet: {e}")
-    except NotImplementedError as e:
-        pytest.skip(f"not implemented yet: {e}")
 
 
 def assert_outputs_match(got: np.ndarray, expected: np.ndarray) -> None:

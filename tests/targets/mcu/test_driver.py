@@ -16,15 +16,14 @@ from edgevit.lower.program import Kernel
 from edgevit.backend.kernels.base import Arg, KernelCode
 from edgevit.targets.mcu import driver
 from edgevit.targets.mcu.emit import emit_artifact
+from edgevit.targets.mcu.target import McuTarget
 from edgevit.backend.planner import Buffer
-from tests.targets.mcu.helpers import (add_chain_program, assert_outputs_match, build_firmware, chain_plan,
-                                       emit_or_skip, needs_arm, needs_qemu, run_host, run_qemu, vectors_for)
+from tests.targets.mcu.helpers import (add_chain_program, assert_outputs_match, build_firmware, chain_plan, needs_arm,
+                                       needs_qemu, run_host, run_qemu, vectors_for)
 
 def real_plan(program, profile):
-    """The planner's plan (skips while the planner is not written)."""
-    from edgevit.backend.planner import plan_program
-
-    return emit_or_skip(plan_program, program, profile)
+    """The MCU target's memory plan."""
+    return McuTarget().plan(program, profile)
 
 
 @pytest.mark.parametrize("dtype", ["int8", "float32"])
@@ -32,7 +31,7 @@ def real_plan(program, profile):
 def test_chain_with_and_without_tail_matches_reference(tmp_path, profile, dtype, chunk) -> None:
     program = add_chain_program(dtype, rows=10, dim=5, depth=3, seed=1)
     vectors = vectors_for(program, 4, seed=2)
-    emit_or_skip(emit_artifact, program, profile, chain_plan(program, chunk, 10), tmp_path, vectors=vectors)
+    emit_artifact(program, profile, chain_plan(program, chunk, 10), tmp_path, vectors=vectors)
     model_c = (tmp_path / "src" / "model.c").read_text()
     full = 10 // chunk * chunk
     assert f"for (uint32_t r0 = 0; r0 < {full}u; r0 += {chunk}u)" in model_c
@@ -50,7 +49,7 @@ def test_chain_with_and_without_tail_matches_reference(tmp_path, profile, dtype,
 
 def test_tail_and_body_use_functions_specialised_for_their_rows(tmp_path, profile) -> None:
     program = add_chain_program("int8", rows=10, dim=5, depth=3)
-    steps = emit_or_skip(driver.request_kernels, program, chain_plan(program, 4, 10))
+    steps = driver.request_kernels(program, chain_plan(program, 4, 10))
     (step,) = steps
     assert [c.rows for c in step.body] == [4, 4, 4] and [c.rows for c in step.tail] == [2, 2, 2]
     assert step.body[0].code.func != step.tail[0].code.func
@@ -67,7 +66,7 @@ def test_random_programs_with_the_real_planner_match_reference(tmp_path_factory,
     plan = real_plan(program, profile)
     vectors = vectors_for(program, 3, seed)
     out = tmp_path_factory.mktemp("art")
-    emit_or_skip(emit_artifact, program, profile, plan, out, vectors=vectors)
+    emit_artifact(program, profile, plan, out, vectors=vectors)
     got, _ = run_host(out)
     assert_outputs_match(got, vectors.expected)
 
@@ -76,7 +75,7 @@ def test_random_programs_with_the_real_planner_match_reference(tmp_path_factory,
 def test_firmware_builds_with_werror_and_links_the_arena_into_bss(tmp_path, profile) -> None:
     program = add_chain_program("int8", rows=10, dim=5, depth=3)
     plan = chain_plan(program, 4, 10)
-    emit_or_skip(emit_artifact, program, profile, plan, tmp_path, vectors=vectors_for(program, 2))
+    emit_artifact(program, profile, plan, tmp_path, vectors=vectors_for(program, 2))
     elf = build_firmware(tmp_path)
     assert elf.is_file()
     mapping = (tmp_path / "firmware" / "firmware.map").read_text()
@@ -88,7 +87,7 @@ def test_firmware_builds_with_werror_and_links_the_arena_into_bss(tmp_path, prof
 def test_firmware_on_qemu_matches_reference_and_counts_ticks(tmp_path, profile, dtype) -> None:
     program = add_chain_program(dtype, rows=10, dim=5, depth=3, seed=3)
     vectors = vectors_for(program, 3, seed=4)
-    emit_or_skip(emit_artifact, program, profile, chain_plan(program, 4, 10), tmp_path, vectors=vectors)
+    emit_artifact(program, profile, chain_plan(program, 4, 10), tmp_path, vectors=vectors)
     got, ticks = run_qemu(tmp_path, profile.emulator.machine)
     assert_outputs_match(got, vectors.expected)
     assert all(t > 0 for t in ticks) and len(set(ticks)) == 1  # -icount: same work, same count
@@ -103,7 +102,7 @@ def test_over_budget_arena_fails_at_link_time(tmp_path, profile) -> None:
     program = add_chain_program("int8", rows=10, dim=5, depth=3)
     plan = chain_plan(program, 4, 10)
     plan.arena_bytes = profile.memory.sram_bytes  # + the stack: cannot fit
-    emit_or_skip(emit_artifact, program, profile, plan, tmp_path, vectors=vectors_for(program, 1))
+    emit_artifact(program, profile, plan, tmp_path, vectors=vectors_for(program, 1))
     r = subprocess.run(["make", "-s", "-C", str(tmp_path / "firmware")], capture_output=True, text=True)
     assert r.returncode != 0 and "overflowed" in r.stderr
 
@@ -144,7 +143,7 @@ def test_scratch_smaller_than_the_code_needs_is_an_error() -> None:
     code = KernelCode("ev_att", None, (Arg("scratch", None, "int32_t*"),), scratch_bytes=64)
     plan = SimpleNamespace(scratch_buffer={"att": "att.scratch"}, buffers={"att.scratch": Buffer("att.scratch", 8, 32, 0, 0,
                                                                                                 "scratch")})
-    with pytest.raises(RuntimeError, match="needs 64 bytes of scratch but the memory plan reserved 32"):
+    with pytest.raises(AssertionError, match="needs 64 bytes of scratch but the memory plan reserved 32"):
         driver._scratch_arg(plan, driver.Call(k, code), code.args[0])
     plan.buffers["att.scratch"] = Buffer("att.scratch", 8, 64, 0, 0, "scratch")
     assert driver._scratch_arg(plan, driver.Call(k, code), code.args[0]) == "(int32_t*)(edgevit_arena + 8)"
@@ -156,3 +155,30 @@ def test_programs_with_two_outputs_are_rejected() -> None:
     program = SimpleNamespace(name="two", inputs=["a"], outputs=["b", "c"])
     with pytest.raises(UserInputError, match="exactly one input and one output"):
         driver.io_infos(program)
+
+
+def _one_linear_program(k: int):
+    """A Program of one int8 linear [5, k] -> [5, 6] (random weights and requantize constants)."""
+    from edgevit.lower.program import ProgramBuilder
+    from tests.backend.kernels.gemm_cases import linear_int8_case
+
+    case = linear_int8_case(np.random.default_rng(k), 5, k, 6)
+    b = ProgramBuilder("one_linear")
+    b.add_input("x", case.tensors["x"].shape, "int8", case.tensors["x"].quant)
+    consts = {role: b.add_const(f"fc.{role}", value) for role, value in case.consts.items()}
+    (y,) = b.add_kernel("linear", ["x"], attrs=case.kernel.attrs, consts=consts, name="fc")
+    b.add_output(y)
+    return b.build()
+
+
+@pytest.mark.parametrize("isa, dsp", [(("armv7e-m", "thumb2", "dsp"), True), (("armv7e-m", "thumb2"), False)])
+def test_the_driver_takes_the_mcu_kernel_overrides(isa, dsp) -> None:
+    """linear comes from edgevit/targets/mcu/kernels (DSP micro-kernel on DSP cores, the SMMLA/SSAT
+    requantize of micro/gemm_dsp.h on every core), and kernels.c carries that header."""
+    program = _one_linear_program(16)
+    plan = SimpleNamespace(steps=[SimpleNamespace(kernels=(0,), chunk_rows=None)])
+    steps = driver.request_kernels(program, plan, "fast", isa)
+    (code,) = driver.distinct_codes(steps)
+    definitions = driver.lower_kernels(steps)
+    assert code.helpers == ("gemm_dsp",) and ("ev_gemm_dsp_2x2(" in definitions[code.func]) == dsp
+    assert "#ifndef EV_GEMM_DSP_H" in driver.kernels_c(program, steps, definitions)

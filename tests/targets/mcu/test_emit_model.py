@@ -15,8 +15,7 @@ from edgevit.targets.mcu.emit import emit_artifact
 from edgevit.backend.vectors import random_vectors
 from tests.conftest import vit_specs
 from tests.lower.int8_helpers import minmax_qmodel, randomise
-from tests.targets.mcu.helpers import (SANITIZE, WERROR, assert_outputs_match, build_firmware, emit_or_skip, needs_arm,
-                                       run_host)
+from tests.targets.mcu.helpers import SANITIZE, WERROR, assert_outputs_match, build_firmware, needs_arm, run_host
 
 
 def programs_for(spec, seed: int = 0):
@@ -27,11 +26,11 @@ def programs_for(spec, seed: int = 0):
 
 
 def emit_and_run(program, profile, out, count: int = 3, schedule: str = "fast"):
-    from edgevit.backend.planner import plan_program
+    from edgevit.targets.mcu.memory import plan_memory
 
-    plan = emit_or_skip(plan_program, program, profile)
+    plan = plan_memory(program)
     vectors = random_vectors(program, count)
-    emit_or_skip(emit_artifact, program, profile, plan, out, vectors=vectors, schedule=schedule)
+    emit_artifact(program, profile, plan, out, vectors=vectors, schedule=schedule)
     got, _ = run_host(out)
     assert_outputs_match(got, vectors.expected)
     return plan
@@ -105,11 +104,11 @@ def slice_vectors(program, count: int = 3, seed: int = 0):
 def test_program_slices_run_like_the_reference(tiny_programs, profile, tmp_path, which, first, last) -> None:
     """Parts of a ViT whose kernels exist (no linear / patch_embed needed): cls token, positions,
     LayerNorm, attention with its scratch, pooling."""
-    from edgevit.backend.planner import plan_program
+    from edgevit.targets.mcu.memory import plan_memory
 
     program = program_slice(tiny_programs[0] if which == "float32" else tiny_programs[1], first, last)
-    plan = emit_or_skip(plan_program, program, profile)
+    plan = plan_memory(program)
     vectors = slice_vectors(program)
-    emit_or_skip(emit_artifact, program, profile, plan, tmp_path, vectors=vectors)
+    emit_artifact(program, profile, plan, tmp_path, vectors=vectors)
     got, _ = run_host(tmp_path, cflags=f"{WERROR} {SANITIZE}")
     assert_outputs_match(got, vectors.expected)
