@@ -34,13 +34,16 @@ from pathlib import Path
 
 import numpy as np
 
+from edgevit.backend.target import get_target
 from edgevit.data import load_dataset
 from edgevit.lower import lower
+from edgevit.lower.qconfig import QuantizedViT
 from edgevit.model.checkpoint import load_checkpoint
 from edgevit.model.counts import count_macs, count_params
-from edgevit.model.evaluate import predict, predict_program
+from edgevit.model.evaluate import predict
+from edgevit.passes.evaluate import predict_program
 from edgevit.passes.pipeline import run_pipeline
-from edgevit.lower.qconfig import QuantizedViT
+from edgevit.profiles.profile import load_profile
 
 ZOO = ("models/fmnist-small", "models/fmnist-tiny")
 PROFILE = "stm32f746-disco"
@@ -62,13 +65,22 @@ def top1(pred: np.ndarray, labels: np.ndarray) -> float:
     return float((pred == labels).mean()) if len(labels) else 0.0
 
 
+def peak_memory_on(profile_name: str):
+    """`memory_of(program) -> bytes` for run_pipeline: the peak activation memory `profile_name`'s target
+    estimates (the MCU target: the planned arena)."""
+    profile = load_profile(profile_name)
+    target = get_target(profile)
+    return lambda program: target.estimate(program, profile).activation_bytes
+
+
 def run_row(model, table: str, passes: str, train, test, base: dict, done: str = "") -> tuple[dict, object]:
-    """Run `passes` on `model`, evaluate on `test`: (row with MACs, params, top-1 and deltas vs `base`, result).
+    """Run `passes` on `model`, evaluate on `test`: (row with MACs, params, top-1, peak memory on PROFILE
+    and deltas vs `base`, result).
 
     `done` names passes already applied to `model` (the row's `passes` then lists both).
     """
     t0 = time.perf_counter()
-    out, reports = run_pipeline(model, passes, train, profile=PROFILE)
+    out, reports = run_pipeline(model, passes, train, memory_of=peak_memory_on(PROFILE))
     seconds = time.perf_counter() - t0
     passes = f"{done},{passes}" if done else passes
     if isinstance(out, QuantizedViT):

@@ -27,7 +27,8 @@ import numpy as np
 from edgevit.data import load_dataset
 from edgevit.errors import UserInputError
 from edgevit.model.checkpoint import load_checkpoint
-from edgevit.model.evaluate import predict, predict_program
+from edgevit.model.evaluate import predict
+from edgevit.passes.evaluate import predict_program
 from edgevit.passes.quantize import int8_program, quantize
 
 ZOO = ("models/fmnist-tiny", "models/fmnist-small")

@@ -14,8 +14,9 @@ import math
 
 import numpy as np
 
-from edgevit.lower.intmath import (INT32_MAX, INT32_MIN, _check_int, _int_input, _rshift_inplace, qrange,
-                                   quantize_multiplier, round_half_up, rounding_rshift)
+from edgevit.errors import UserInputError
+from edgevit.lower.intmath import (INT32_MAX, INT32_MIN, RECALIBRATE, QuantScaleError, _check_int, _int_input,
+                                   _rshift_inplace, qrange, quantize_multiplier, round_half_up, rounding_rshift)
 
 SOFTMAX_OUT_SCALE = 1.0 / 255.0
 SOFTMAX_RECIP_BITS = 40        # K: fixed-point bits of the per-row reciprocal 255 * 2^K / sum
@@ -30,7 +31,8 @@ def exp_frac_bits(max_len: int) -> int:
     F = 30 - ceil(log2(max_len)); every entry is <= 2^F = table[0].
     """
     if not 1 <= max_len <= 1 << 22:
-        raise ValueError(f"softmax max_len must be in [1, 2^22], got {max_len}")
+        raise UserInputError(f"softmax over {max_len} tokens: the integer softmax handles 1 to 2^22 tokens; "
+                             "use a larger patch size or a smaller image")
     return 30 - (max_len - 1).bit_length()
 
 
@@ -49,7 +51,7 @@ def make_softmax_lut(input_scale: float, max_len: int = DEFAULT_MAX_LEN) -> dict
     'frac_bits': F, 'step': input_scale, 'max_len', 'recip_bits': 40, 'out_scale': 1/255}.
     """
     if not input_scale > 0:
-        raise ValueError(f"softmax input_scale must be > 0, got {input_scale}")
+        raise QuantScaleError(f"softmax input scale {input_scale!r} must be > 0; {RECALIBRATE}")
     f = exp_frac_bits(max_len)
     return {"table": _exp_table(input_scale, 256, f), "frac_bits": f, "step": float(input_scale),
             "max_len": int(max_len), "recip_bits": SOFTMAX_RECIP_BITS, "out_scale": SOFTMAX_OUT_SCALE}
@@ -117,8 +119,8 @@ def score_index_params(score_scale: float, lut: dict) -> tuple[int, int]:
     mult, shift = quantize_multiplier(score_scale / lut["step"])
     top = rounding_rshift(np.int64(INT32_MAX) * mult, 31 - shift)
     if top < lut["table_size"] - 1:
-        raise ValueError(f"score_scale {score_scale:.3g} too small: INT32_MAX differences would not "
-                         "reach the end of the score LUT")
+        raise QuantScaleError(f"attention score scale {score_scale:.3g} too small: INT32_MAX differences would not "
+                              f"reach the end of the score LUT; {RECALIBRATE}")
     return mult, shift
 
 
@@ -152,7 +154,8 @@ def make_int8_lut(fn, in_scale: float, in_zp: int, out_scale: float, out_zp: int
     """Table [256] for y = fn(x) on int8 x: entry x + 128 = clamp(round_half_up(fn(in_scale (x - in_zp))
     / out_scale) + out_zp). fn is any float -> float function evaluated at build time."""
     if not (in_scale > 0 and out_scale > 0):
-        raise ValueError("LUT scales must be > 0")
+        raise QuantScaleError(f"activation LUT scales must be > 0 (got in {in_scale!r}, out {out_scale!r}); "
+                              f"{RECALIBRATE}")
     lo, hi = qrange(out_dtype)
     vals = [round_half_up(fn(in_scale * (x - in_zp)) / out_scale) + out_zp for x in range(-128, 128)]
     return np.clip(np.array(vals, dtype=np.int64), lo, hi).astype(out_dtype)

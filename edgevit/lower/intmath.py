@@ -17,19 +17,32 @@ define ``>>`` on negative signed values as arithmetic). Ties go toward +infinity
 -2.5 -> -2. This is TFLite's single-rounding MultiplyByQuantizedMultiplier rule.
 
 LUT-based operators (softmax, GELU) are in ``edgevit.lower.intlut``.
+
+Scales a calibrated model may bring that these constants cannot represent raise ``QuantScaleError``
+(a UserInputError: exit code 2, with what to try); a broken call contract (wrong dtype, shapes,
+constants not made here) stays a ValueError / TypeError / OverflowError.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
+
+from edgevit.errors import UserInputError
 
 INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
 MAX_RSHIFT = 62            # largest shift rounding_rshift accepts (x + 2^61 cannot overflow int64)
 MAX_ABS_RSHIFT_IN = 1 << 62  # |x| bound for rounding_rshift
 SHIFT_MIN, SHIFT_MAX = -31, 30  # quantize_multiplier exponent range: right shift 31 - shift in [1, 62]
 LN_MAX_DIM = 1024
+RECALIBRATE = ("recalibrate (e.g. quant(observer=percentile) or more calib images) or check the checkpoint "
+               "for extreme or non-finite weights")
+
+
+class QuantScaleError(UserInputError):
+    """Quantization scales (from calibrating the user's model) that the integer arithmetic cannot represent."""
 
 
 # ---------------------------------------------------------------- helpers (build time)
@@ -51,6 +64,7 @@ def round_half_up_array(x) -> np.ndarray:
     return (f + (v - f >= 0.5)).astype(np.int64)
 
 
+@functools.lru_cache(maxsize=64)  # every kernel check asks; np.iinfo is slow to build
 def qrange(dtype, qmin: int | None = None, qmax: int | None = None) -> tuple[int, int]:
     """Clamp range for an integer dtype: (qmin, qmax) defaulting to the dtype limits."""
     info = np.iinfo(np.dtype(dtype))
@@ -128,11 +142,12 @@ def quantize_multiplier(real: float) -> tuple[int, int]:
     [-31, 30], so the run-time right shift ``31 - shift`` lies in [1, 62]. Relative error
     <= 2^-31. ``real == 0`` and ``0 < real < 2^-32`` give (0, 0): for any int32 accumulator
     |acc * real| < 1/2 there, which rounds to exactly 0, so the flush is exact. real that rounds to
-    >= 2^30 (i.e. real >= 2^30 (1 - 2^-32)), negative or non-finite values raise ValueError.
+    >= 2^30 (i.e. real >= 2^30 (1 - 2^-32)), negative or non-finite values raise QuantScaleError.
     """
     real = float(real)
     if not math.isfinite(real) or real < 0:
-        raise ValueError(f"multiplier must be a finite non-negative real, got {real}")
+        raise QuantScaleError(f"requantization multiplier must be a finite non-negative real, got {real}; "
+                              f"{RECALIBRATE}")
     if real == 0.0:
         return 0, 0
     frac, exp = math.frexp(real)                     # real = frac * 2^exp, frac in [0.5, 1)
@@ -140,8 +155,9 @@ def quantize_multiplier(real: float) -> tuple[int, int]:
     if mult == 1 << 31:
         mult, exp = 1 << 30, exp + 1
     if exp > SHIFT_MAX:
-        raise ValueError(f"real multiplier {real} >= 2^{SHIFT_MAX} is not representable; "
-                         "check the scales (in*w/out ratios that large indicate a calibration bug)")
+        raise QuantScaleError(f"requantization multiplier {real} >= 2^{SHIFT_MAX} is not representable (an "
+                              f"input*weight/output scale ratio that large means a degenerate calibration); "
+                              f"{RECALIBRATE}")
     if exp < SHIFT_MIN:
         return 0, 0
     return mult, exp
@@ -228,10 +244,12 @@ def make_add_params(a_scale: float, b_scale: float, out_scale: float, a_zp: int 
     """
     ra, rb = a_scale / out_scale, b_scale / out_scale
     if not (ra > 0 and rb > 0 and math.isfinite(ra) and math.isfinite(rb)):
-        raise ValueError(f"add scales must be positive and finite: a={a_scale} b={b_scale} out={out_scale}")
+        raise QuantScaleError(f"add: scales must be positive and finite (a={a_scale} b={b_scale} "
+                              f"out={out_scale}); {RECALIBRATE}")
     n = min(MAX_RSHIFT, 30 - math.frexp(max(ra, rb))[1])
     if n < 16:
-        raise ValueError(f"add: scale ratio {max(ra, rb):.3g} >= 2^14; output scale far too fine")
+        raise QuantScaleError(f"add: scale ratio {max(ra, rb):.3g} >= 2^14 (output scale far too fine); "
+                              f"{RECALIBRATE}")
     ka, kb = round_half_up(math.ldexp(ra, n)), round_half_up(math.ldexp(rb, n))
     lo, hi = qrange(out_dtype)
     if not lo <= out_zp <= hi:
@@ -311,10 +329,14 @@ def make_layernorm_params(in_scale: float, gamma, beta, out_scale: float, eps: f
     gamma = np.asarray(gamma, dtype=np.float64).reshape(-1)
     beta = np.asarray(beta, dtype=np.float64).reshape(-1)
     d = gamma.size
-    if not 1 <= d <= LN_MAX_DIM or beta.size != d:
-        raise ValueError(f"layernorm: need 1 <= D <= {LN_MAX_DIM} and len(beta) == len(gamma), got {d}, {beta.size}")
-    if not (in_scale > 0 and out_scale > 0 and eps >= 0):
-        raise ValueError("layernorm: scales must be > 0 and eps >= 0")
+    if beta.size != d:
+        raise ValueError(f"layernorm: len(beta) {beta.size} != len(gamma) {d}")
+    if not 1 <= d <= LN_MAX_DIM:
+        raise UserInputError(f"layernorm: integer LayerNorm supports 1 <= D <= {LN_MAX_DIM} channels (got {d}); "
+                             f"use an embed_dim <= {LN_MAX_DIM} or keep the model float (no quant pass)")
+    if not (eps >= 0 and in_scale > 0 and out_scale > 0):
+        raise QuantScaleError(f"layernorm: scales must be > 0 and eps >= 0 (in {in_scale}, out {out_scale}, "
+                              f"eps {eps}); {RECALIBRATE}")
     if np.dtype(in_dtype) not in (np.dtype(np.int8), np.dtype(np.int16)):
         raise ValueError("layernorm: in_dtype must be int8 or int16")
     lo, hi = qrange(in_dtype)
@@ -326,7 +348,8 @@ def make_layernorm_params(in_scale: float, gamma, beta, out_scale: float, eps: f
         frac_bits += 2
     e_real = eps / in_scale ** 2 * d ** 3 * 2.0 ** frac_bits
     if e_real >= 2.0 ** 61:
-        raise ValueError(f"layernorm: eps / in_scale^2 = {eps / in_scale ** 2:.3g} is too large")
+        raise QuantScaleError(f"layernorm: eps / in_scale^2 = {eps / in_scale ** 2:.3g} is too large (input scale "
+                              f"far too fine); {RECALIBRATE}")
     g = gamma * math.sqrt(d) / out_scale
     b = beta / out_scale
     n = MAX_RSHIFT - 1
@@ -334,11 +357,12 @@ def make_layernorm_params(in_scale: float, gamma, beta, out_scale: float, eps: f
         if v > 0:
             n = min(n, 59 - math.frexp(float(v))[1])
     if n < 40:
-        raise ValueError("layernorm: |gamma|*sqrt(D)/out_scale or |beta|/out_scale >= 2^19; check out_scale")
+        raise QuantScaleError("layernorm: |gamma|*sqrt(D)/out_scale or |beta|/out_scale >= 2^19 (output scale far "
+                              f"too fine for the LayerNorm weights); {RECALIBRATE}")
     out_lo, out_hi = qrange(out_dtype)
     return {"dim": d, "frac_bits": frac_bits, "eps_fixed": max(1, round_half_up(e_real)),
-            "gain": np.array([round_half_up(math.ldexp(v, n - 30)) for v in g], dtype=np.int32),
-            "bias": np.array([round_half_up(math.ldexp(v, n)) for v in b], dtype=np.int64),
+            "gain": round_half_up_array(np.ldexp(g, n - 30)).astype(np.int32),  # ldexp: exact, as math.ldexp
+            "bias": round_half_up_array(np.ldexp(b, n)),
             "out_shift": n, "out_zp": int(out_zp), "qmin": out_lo, "qmax": out_hi,
             "in_dtype": np.dtype(in_dtype).name, "out_dtype": np.dtype(out_dtype).name}
 

@@ -14,7 +14,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from edgevit.errors import UserInputError
-from edgevit.passes.pipeline import Option, PassDef, known_passes
+from edgevit.passes.options import Option
+from edgevit.passes.registry import PassDef, known_passes
 
 app = typer.Typer(
     help="Compiler passes (token merging, pruning, low-rank, quantization): list them and their options.",

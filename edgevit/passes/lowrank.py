@@ -21,7 +21,8 @@ import torch
 from edgevit.errors import UserInputError
 from edgevit.model.spec import LINEARS
 from edgevit.model.vit import LowRankLinear, VisionTransformer, build_like, dense_weight, linear_bias
-from edgevit.passes.pipeline import Option, PassReport, register_pass, structural_report
+from edgevit.passes.options import Option
+from edgevit.passes.registry import PassReport, register_pass, structural_report
 
 GROUPS = {"all": LINEARS, "attn": ("qkv", "proj"), "mlp": ("fc1", "fc2")}
 MODULES = {"qkv": "attn.qkv", "proj": "attn.proj", "fc1": "mlp.fc1", "fc2": "mlp.fc2"}

@@ -35,7 +35,8 @@ from edgevit.errors import UserInputError
 from edgevit.model.spec import BlockSpec
 from edgevit.model.train import TrainConfig, augment, make_scheduler, optimizer_step, param_groups
 from edgevit.model.vit import VisionTransformer, build_like, dense_weight
-from edgevit.passes.pipeline import Option, PassReport, register_pass, structural_report
+from edgevit.passes.options import Option
+from edgevit.passes.registry import PassReport, register_pass, structural_report
 
 IMPORTANCES = ("taylor", "activation", "magnitude")
 BATCH = 64

@@ -30,14 +30,15 @@ import numpy as np
 from edgevit.data import ArrayDataset, calibration_subset
 from edgevit.errors import UserInputError
 from edgevit.lower.from_model import lower_float
+from edgevit.lower.qconfig import QuantConfig, QuantizedViT
 from edgevit.model.counts import count_params
 from edgevit.passes import mixed
 from edgevit.passes.actconfig import build_activations
 from edgevit.passes.calibrate import collect_stats, quantized_weights, run_tapped, simulate
 from edgevit.passes.mixed import kl_divergence
 from edgevit.passes.observers import OBSERVERS
-from edgevit.passes.pipeline import Option, PassReport, register_pass
-from edgevit.lower.qconfig import QuantConfig, QuantizedViT
+from edgevit.passes.options import Option
+from edgevit.passes.registry import PassReport, register_pass
 from edgevit.passes.reparam import (clip_weights, correct_biases, linear_inputs, ln_linear_pairs, reparam_layernorms,
                                     weight_snapshot)
 

@@ -23,7 +23,8 @@ from edgevit.data import ArrayDataset, calibration_subset
 from edgevit.errors import UserInputError
 from edgevit.model.spec import ViTSpec
 from edgevit.model.vit import VisionTransformer, build_like
-from edgevit.passes.pipeline import Option, PassReport, register_pass, structural_report
+from edgevit.passes.options import Option
+from edgevit.passes.registry import PassReport, register_pass, structural_report
 from edgevit.passes.tome_schedule import calibrated_schedule, with_merge
 
 SCHEDULES = ("constant", "decreasing")

@@ -10,9 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from edgevit.errors import UserInputError
 from edgevit.lower.intlut import (SCORE_STEP, gelu_float, gelu_int, make_gelu_lut, make_score_lut,
                                   make_softmax_lut, score_index_params, softmax_from_scores, softmax_int)
-from edgevit.lower.intmath import (add_int, bit_length, isqrt64, layernorm_int, make_add_params,
+from edgevit.lower.intmath import (QuantScaleError, add_int, bit_length, isqrt64, layernorm_int, make_add_params,
                                    make_layernorm_params, quantize_multiplier, quantize_multipliers,
                                    requantize, round_half_up, rounding_rshift)
 
@@ -52,7 +53,7 @@ def test_quantize_multiplier_edges():
     acc = np.array([-(1 << 31), (1 << 31) - 1])
     assert np.all(requantize(acc, 0, 0) == 0)                               # |acc * real| < 1/2 -> 0
     for bad in (2.0 ** 30 * (1 - 2.0 ** -40), 2.0 ** 30, -1.0, float("nan"), float("inf")):  # first: rounds up
-        with pytest.raises(ValueError):
+        with pytest.raises(QuantScaleError, match="recalibrate"):
             quantize_multiplier(bad)
     ms, ss = quantize_multipliers([0.5, 3.0, 0.0])
     assert ms.dtype == np.int32 and list(ss) == [0, 2, 0]
@@ -172,8 +173,11 @@ def test_softmax_from_scores_vs_float(score_scale):
 
 
 def test_score_index_params_rejects_tiny_scale():
-    with pytest.raises(ValueError):
+    from edgevit.lower.intmath import QuantScaleError
+
+    with pytest.raises(QuantScaleError, match="score scale 1e-10 too small.*recalibrate") as e:
         score_index_params(1e-10, make_score_lut())
+    assert e.value.exit_code == 2
 
 
 # ---------------------------------------------------------------- GELU
@@ -272,7 +276,7 @@ def test_layernorm_random_configs(dt, d, log_scale, log_eps, log_out, log_spread
     gamma, beta = rng.normal(0, 1.5, d), rng.normal(0, 1, d)
     try:
         p = make_layernorm_params(scale, gamma, beta, out_scale, eps, out_zp=-7, in_dtype=dt)
-    except ValueError:
+    except QuantScaleError:
         return                                                             # documented limits
     info = np.iinfo(dt)
     x = np.clip(rng.normal(rng.uniform(-0.5, 0.5) * info.max, min(10.0 ** log_spread, info.max), (4, d)),
@@ -284,8 +288,10 @@ def test_layernorm_random_configs(dt, d, log_scale, log_eps, log_out, log_spread
 
 
 def test_layernorm_bad_params():
-    with pytest.raises(ValueError):
+    with pytest.raises(UserInputError, match="embed_dim <= 1024"):
         make_layernorm_params(0.1, np.ones(1025), np.zeros(1025), 0.1)
+    with pytest.raises(QuantScaleError, match="output scale far too fine"):
+        make_layernorm_params(0.1, np.ones(4), np.zeros(4), 1e-7)
     with pytest.raises(ValueError):
         layernorm_int(np.zeros((2, 5), np.int8), make_layernorm_params(0.1, np.ones(4), np.zeros(4), 0.1))
 
@@ -318,5 +324,5 @@ def test_add_broadcast_and_limits():
     a = RNG.integers(-128, 128, (2, 5, 8)).astype(np.int8)
     b = RNG.integers(-128, 128, (8,)).astype(np.int8)
     assert add_int(a, b, p).shape == (2, 5, 8)
-    with pytest.raises(ValueError):
+    with pytest.raises(QuantScaleError, match="scale ratio .* recalibrate"):
         make_add_params(1.0, 1.0, 1e-5)

@@ -7,7 +7,7 @@ import json
 from typer.testing import CliRunner
 
 from edgevit.passes.cli import app
-from edgevit.passes.pipeline import known_passes
+from edgevit.passes.registry import known_passes
 
 
 def test_list_documents_every_pass_and_option():

@@ -83,7 +83,7 @@ ZOO = Path(__file__).resolve().parents[2] / "models" / "fmnist-tiny"
 
 @pytest.mark.skipif(not (ZOO / "model.safetensors").exists(), reason="zoo model not trained")
 def test_eval_with_tome_reports_the_merged_macs():
-    from edgevit.model.evaluate import evaluate_checkpoint
+    from edgevit.passes.evaluate import evaluate_checkpoint
 
     base = evaluate_checkpoint(ZOO, "fashion-mnist", limit=200)
     merged = evaluate_checkpoint(ZOO, "fashion-mnist", limit=200, passes="tome(r=8)")
