@@ -134,11 +134,11 @@ def measure(checkpoint: Path, profile: str, work: Path, count: int) -> dict:
 
 
 def tiny_sram(profile: str) -> int:
-    """fmnist-tiny's planned peak SRAM (arena + stack) on `profile`, from the same Estimator."""
+    """fmnist-tiny's planned peak SRAM (arena + stack: the MCU memory pool) on `profile`, from the same Estimator."""
     from edgevit.model.spec import ViTSpec
     from edgevit.nas.estimate import Estimator
 
-    return Estimator(profile)(ViTSpec.load(TINY / "spec.yaml")).sram_bytes
+    return Estimator(profile)(ViTSpec.load(TINY / "spec.yaml")).costs.memory.used
 
 
 def most_accurate(cands: list[dict]) -> dict | None:

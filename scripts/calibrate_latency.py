@@ -1,4 +1,5 @@
-"""Calibrate the NAS latency model (`edgevit/targets/mcu/latency.py`) of one core on its QEMU board.
+"""Calibrate the MCU latency model (`edgevit/targets/mcu/latency.py`: `McuTarget.estimate`'s latency_ms,
+which NAS bounds with --latency-ms) of one core on its QEMU board.
 
     .venv/bin/python scripts/calibrate_latency.py --profile stm32f746-disco [--out PATH] [--seed 0]
 
@@ -322,9 +323,9 @@ def measure_models(models, model, profile, workdir: Path) -> list[dict]:
 
 def plan_steps(program):
     """The memory plan's steps of `program` (how the driver calls its kernels)."""
-    from edgevit.backend.planner import plan_program
+    from edgevit.targets.mcu.memory import plan_memory
 
-    return plan_program(program).steps
+    return plan_memory(program).steps
 
 
 # ---------------------------------------------------------------- measuring and fitting

@@ -26,8 +26,11 @@ from edgevit.lower.program import Program, ProgramBuilder, ProgramError
 from edgevit.model.vit import LowRankLinear, VisionTransformer
 
 
-def _np(t: torch.Tensor) -> np.ndarray:
-    """A torch tensor/parameter as a float32 NumPy array (a copy)."""
+def _np(t: torch.Tensor | np.ndarray) -> np.ndarray:
+    """A torch tensor/parameter as a float32 NumPy array (a copy); a NumPy array (the placeholder
+    weights of `edgevit.nas.placeholder`) as it is (read-only: callers never write into it)."""
+    if isinstance(t, np.ndarray):
+        return t
     return t.detach().cpu().to(torch.float32).numpy().copy()
 
 

@@ -13,6 +13,9 @@ approximates and carries that tensor's config quantization in `TensorInfo.quant`
   of codes), sizes `t{i}.size` are int32, and each later attention kernel gets a `log_size` table
   (`<attention>.log_size`, log(k) in that layer's score units, k = 1 .. N0 - N + 1).
 Weights: symmetric per output channel, [-127, 127] (8-bit) or [-7, 7] packed two per byte (4-bit).
+The model is read by attribute (spec, preprocess, patch_embed.proj, cls_token, pos_embed, blocks,
+norm, head), its parameters as torch tensors or NumPy arrays: NAS lowers a stand-in with zero weights
+(`edgevit/nas/placeholder.py`) to cost a spec, so this file is the one lowering of every op.
 Constants are named after the float ones: `<linear>.weight` (int8), `.bias` (int32), `.multiplier`,
 `.shift` (int32), `.act_lut`; LayerNorm `<norm>.gain`/`.bias`; one `softmax.score_lut`.
 """
@@ -93,16 +96,97 @@ def fold_bias(bias: np.ndarray | None, wq: np.ndarray, s_w: np.ndarray, x: Tenso
     return folded.astype(np.int32)
 
 
+def gemm_constants(weight: np.ndarray, bias: np.ndarray | None, x: TensorQuant, y: TensorQuant,
+                   bits: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A float weight [M, K] (+ bias [M]) quantized for input x / output y: (stored weight int8 [M, K],
+    or [M, ceil(K/2)] packed at 4 bits; folded bias, multiplier, shift int32 [M]).
+
+    A weight and bias that are each one value broadcast (the placeholder weights NAS estimates
+    lower, edgevit/nas/placeholder.py) are quantized once per value, shape and quantizations.
+    """
+    w, b = uniform_value(weight), uniform_value(bias)
+    if w is not None and (bias is None or b is not None):
+        return _uniform_gemm_constants(w, weight.shape, b, x, y, bits)
+    return _quantize_gemm(weight, bias, x, y, bits)
+
+
+def _quantize_gemm(weight: np.ndarray, bias: np.ndarray | None, x: TensorQuant, y: TensorQuant,
+                   bits: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """gemm_constants, computed."""
+    wq, s_w = quantize_weight(weight, bits, bias, x.scale)
+    mult, shift = quantize_multipliers(x.scale * s_w / y.scale)
+    return (wq if bits == 8 else pack_int4(wq)), fold_bias(bias, wq, s_w, x), mult, shift
+
+
+def uniform_value(a) -> float | None:
+    """The value of an array that is one value broadcast (every stride 0, more than one element), else None."""
+    if isinstance(a, np.ndarray) and a.size > 1 and not any(a.strides):
+        return float(a.flat[0])
+    return None
+
+
+@functools.lru_cache(maxsize=1024)
+def _uniform_gemm_constants(w: float, shape: tuple[int, int], b: float | None, x: TensorQuant, y: TensorQuant,
+                            bits: int) -> tuple[np.ndarray, ...]:
+    """gemm_constants of weight = w everywhere ([M, K] = shape), bias = b everywhere (or None); each
+    result that is uniform is kept as a read-only broadcast view (the cache holds no large arrays)."""
+    weight = np.broadcast_to(np.float64(w), shape)
+    bias = None if b is None else np.broadcast_to(np.float64(b), shape[:1])
+    out = []
+    for a in _quantize_gemm(weight, bias, x, y, bits):
+        if a.size and (a == a.flat[0]).all():
+            a = np.broadcast_to(a.flat[0], a.shape)
+        a.setflags(write=False)
+        out.append(a)
+    return tuple(out)
+
+
 def add_gemm_consts(b: ProgramBuilder, prefix: str, weight: np.ndarray, bias: np.ndarray | None,
                     x: TensorQuant, y: TensorQuant, bits: int) -> dict[str, str]:
     """Quantize a float weight [M, K] (+ bias [M]) for input x / output y; add consts; return role -> name."""
-    wq, s_w = quantize_weight(weight, bits, bias, x.scale)
-    mult, shift = quantize_multipliers(x.scale * s_w / y.scale)
-    stored = wq if bits == 8 else pack_int4(wq)
-    return {"weight": b.add_const(f"{prefix}.weight", stored),
-            "bias": b.add_const(f"{prefix}.bias", fold_bias(bias, wq, s_w, x)),
-            "multiplier": b.add_const(f"{prefix}.multiplier", mult),
-            "shift": b.add_const(f"{prefix}.shift", shift)}
+    stored, folded, mult, shift = gemm_constants(weight, bias, x, y, bits)
+    return {"weight": b.add_const(f"{prefix}.weight", stored), "bias": b.add_const(f"{prefix}.bias", folded),
+            "multiplier": b.add_const(f"{prefix}.multiplier", mult), "shift": b.add_const(f"{prefix}.shift", shift)}
+
+
+@functools.lru_cache(maxsize=256)
+def gelu_lut(in_scale: float, in_zp: int, out_scale: float, out_zp: int) -> np.ndarray:
+    """intlut.make_gelu_lut, cached (read-only: lowerings with the same scales share it)."""
+    lut = make_gelu_lut(in_scale, in_zp, out_scale, out_zp)
+    lut.setflags(write=False)
+    return lut
+
+
+def layernorm_constants(gamma: np.ndarray, beta: np.ndarray, eps: float, x: TensorQuant, y: TensorQuant) -> dict:
+    """intmath.make_layernorm_params of a LayerNorm (gain, bias [D]) from input x to int8 output y; a gain
+    and bias that are each one value broadcast (placeholders) are computed once per value and quantizations."""
+    g, b = uniform_value(gamma), uniform_value(beta)
+    if g is not None and b is not None:
+        return _uniform_layernorm_constants(g, b, gamma.size, eps, x, y)
+    return make_layernorm_params(x.scale, gamma, beta, y.scale, eps, y.zero_point, np.dtype(x.dtype), np.int8)
+
+
+@functools.lru_cache(maxsize=256)
+def _uniform_layernorm_constants(g: float, b: float, dim: int, eps: float, x: TensorQuant, y: TensorQuant) -> dict:
+    """layernorm_constants of gain = g and bias = b everywhere ([dim]), cached (do not mutate)."""
+    p = make_layernorm_params(x.scale, np.full(dim, g), np.full(dim, b), y.scale, eps, y.zero_point,
+                              np.dtype(x.dtype), np.int8)
+    for key in ("gain", "bias"):
+        p[key].setflags(write=False)
+    return p
+
+
+@functools.lru_cache(maxsize=1024)
+def add_params(a_scale: float, b_scale: float, out_scale: float, a_zp: int, b_zp: int, out_zp: int,
+               out_dtype: str) -> dict:
+    """intmath.make_add_params, cached (do not mutate the dict)."""
+    return make_add_params(a_scale, b_scale, out_scale, a_zp, b_zp, out_zp, np.dtype(out_dtype))
+
+
+@functools.lru_cache(maxsize=1024)
+def score_params(score_scale: float) -> tuple[int, int]:
+    """intlut.score_index_params for the shared score LUT, cached."""
+    return score_index_params(score_scale, score_lut())
 
 
 def need_dtype(name: str, q: TensorQuant, allowed: tuple[str, ...]) -> TensorQuant:
@@ -116,15 +200,16 @@ def need_dtype(name: str, q: TensorQuant, allowed: tuple[str, ...]) -> TensorQua
 
 def lower_linear_int(b: ProgramBuilder, cfg: QuantConfig, module: nn.Module, prefix: str, x: str, out: str,
                      gelu_out: str | None = None) -> str:
-    """nn.Linear / LowRankLinear `prefix` reading int8 `x` -> int8 `out` (config quantization of `out`).
+    """nn.Linear / LowRankLinear `prefix` (or a stand-in: `weight` [M, K] and `bias`, or factors `a`
+    and `b`) reading int8 `x` -> int8 `out` (config quantization of `out`).
 
     With `gelu_out`, GELU is fused: requantize to `out`'s quantization, then the GELU table to
     `gelu_out`'s; the kernel's output tensor is then named `gelu_out`.
     """
-    if isinstance(module, LowRankLinear):
+    if isinstance(module, LowRankLinear) or hasattr(module, "a") and hasattr(module, "b"):
         mid = lower_linear_int(b, cfg, module.a, f"{prefix}.a", x, f"{out}.a")
         return lower_linear_int(b, cfg, module.b, f"{prefix}.b", mid, out, gelu_out)
-    if not isinstance(module, nn.Linear):
+    if not (isinstance(module, nn.Linear) or np.ndim(getattr(module, "weight", None)) == 2):
         raise ProgramError(f"{prefix}: cannot lower a {type(module).__name__} as a linear")
     xq, yq = tensor_quant(b, x), need_dtype(out, cfg.act(out), ("int8",))
     bits = cfg.bits_of(f"{prefix}.weight")
@@ -136,7 +221,7 @@ def lower_linear_int(b: ProgramBuilder, cfg: QuantConfig, module: nn.Module, pre
     name = out
     if gelu_out is not None:
         gq = need_dtype(gelu_out, cfg.act(gelu_out), ("int8",))
-        lut = make_gelu_lut(yq.scale, yq.zero_point, gq.scale, gq.zero_point)
+        lut = gelu_lut(yq.scale, yq.zero_point, gq.scale, gq.zero_point)
         consts["act_lut"] = b.add_const(f"{prefix}.act_lut", lut)
         attrs.update(activation="gelu", act_in_quant=attrs["out_quant"],
                      out_quant=quant_attr(gq.scale, gq.zero_point, "int8"))
@@ -148,8 +233,7 @@ def lower_layernorm_int(b: ProgramBuilder, cfg: QuantConfig, module: nn.LayerNor
                         out: str) -> str:
     """LayerNorm `prefix`: int8/int16 `x` [N, D] -> int8 `out` (config quantization)."""
     xq, yq = tensor_quant(b, x), need_dtype(out, cfg.act(out), ("int8",))
-    p = make_layernorm_params(xq.scale, _np(module.weight), _np(module.bias), yq.scale, float(module.eps),
-                              yq.zero_point, np.dtype(xq.dtype), np.int8)
+    p = layernorm_constants(_np(module.weight), _np(module.bias), float(module.eps), xq, yq)
     consts = {"gain": b.add_const(f"{prefix}.gain", p["gain"]), "bias": b.add_const(f"{prefix}.bias", p["bias"])}
     attrs = {"frac_bits": p["frac_bits"], "eps_fixed": p["eps_fixed"], "out_shift": p["out_shift"],
              "out_quant": quant_attr(yq.scale, yq.zero_point, "int8")}
@@ -159,8 +243,7 @@ def lower_layernorm_int(b: ProgramBuilder, cfg: QuantConfig, module: nn.LayerNor
 def lower_add_int(b: ProgramBuilder, cfg: QuantConfig, x: str, h: str, name: str, out: str) -> str:
     """Residual add of `x` (int8/int16) and `h` (int8) -> `out` (config quantization, int8/int16)."""
     aq, hq, yq = tensor_quant(b, x), tensor_quant(b, h), cfg.act(out)
-    p = make_add_params(aq.scale, hq.scale, yq.scale, aq.zero_point, hq.zero_point, yq.zero_point,
-                        np.dtype(yq.dtype))
+    p = add_params(aq.scale, hq.scale, yq.scale, aq.zero_point, hq.zero_point, yq.zero_point, yq.dtype)
     return b.add_kernel("add", [x, h], attrs=add_attrs(p, yq.scale), name=name, outputs=[out])[0]
 
 
@@ -181,7 +264,7 @@ def lower_embed_int(b: ProgramBuilder, cfg: QuantConfig, model: VisionTransforme
     qmax = qrange(yq.dtype)[1]
     posq = TensorQuant(max(float(np.abs(pos).max()), 1e-30) / qmax, 0, yq.dtype)
     pos_c = b.add_const("pos_embed", quantize_tensor(pos, posq))
-    p = make_add_params(pq.scale, posq.scale, yq.scale, pq.zero_point, 0, yq.zero_point, np.dtype(yq.dtype))
+    p = add_params(pq.scale, posq.scale, yq.scale, pq.zero_point, 0, yq.zero_point, yq.dtype)
     return b.add_kernel("add_pos", [t], attrs=add_attrs(p, yq.scale), consts={"pos": pos_c}, name="pos_embed",
                         outputs=["embed"])[0]
 
@@ -204,7 +287,7 @@ def lower_attention_int(b: ProgramBuilder, cfg: QuantConfig, attn: nn.Module, pr
                              f"(symmetric), got {qq.dtype} zero_point {qq.zero_point}")
     if SCORE_LUT not in b.consts:
         b.add_const(SCORE_LUT, score_lut()["table"])
-    sm, ss = score_index_params(qq.scale * qq.scale * float(attn.scale), score_lut())
+    sm, ss = score_params(qq.scale * qq.scale * float(attn.scale))
     om, osh = quantize_multiplier(qq.scale / (255.0 * yq.scale))
     attrs = {"heads": attn.heads, "head_dim": attn.head_dim, "score_multiplier": sm, "score_shift": ss,
              "out_multiplier": om, "out_shift": osh, "out_quant": quant_attr(yq.scale, yq.zero_point, "int8")}
@@ -236,7 +319,7 @@ def lower_block_int(b: ProgramBuilder, cfg: QuantConfig, model: VisionTransforme
     else:
         h = lower_linear_int(b, cfg, blk.mlp.fc1, f"{p}.mlp.fc1", h, f"{t}.fc1")
         hq, gq = tensor_quant(b, h), need_dtype(f"{t}.gelu", cfg.act(f"{t}.gelu"), ("int8",))
-        lut = b.add_const(f"{p}.mlp.act.lut", make_gelu_lut(hq.scale, hq.zero_point, gq.scale, gq.zero_point))
+        lut = b.add_const(f"{p}.mlp.act.lut", gelu_lut(hq.scale, hq.zero_point, gq.scale, gq.zero_point))
         h = b.add_kernel("gelu", [h], attrs={"out_quant": quant_attr(gq.scale, gq.zero_point, "int8")},
                          consts={"lut": lut}, name=f"{p}.mlp.act", outputs=[f"{t}.gelu"])[0]
     h = lower_linear_int(b, cfg, blk.mlp.fc2, f"{p}.mlp.fc2", h, f"{t}.fc2")

@@ -109,6 +109,14 @@ def const_sha256(value: np.ndarray) -> str:
     return hashlib.sha256(a.tobytes()).hexdigest()
 
 
+def check_attrs(kernel: Kernel) -> None:
+    """ProgramError unless the kernel's attrs are JSON-able (finite numbers, strings, lists, dicts)."""
+    try:
+        json.dumps(kernel.attrs, sort_keys=True, allow_nan=False)
+    except (TypeError, ValueError) as e:
+        raise ProgramError(f"kernel {kernel.name!r} ({kernel.op}): attrs are not JSON-able ({e})") from None
+
+
 def resolve_consts(kernel: Kernel, consts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """role -> array for `kernel` from a name -> array table; ProgramError if a name is missing."""
     out = {}
@@ -167,15 +175,17 @@ class Program:
         return int(sum(v.nbytes for v in self.consts.values()))
 
     # ---- validation -----------------------------------------------------------
-    def validate(self) -> None:
-        """Check the invariants of the module docstring; raise ProgramError on the first violation."""
+    def validate(self, kernel_checks: bool = True) -> None:
+        """Check the invariants of the module docstring; raise ProgramError on the first violation.
+        `kernel_checks=False` skips what ProgramBuilder.add_kernel checks of each kernel as it adds it
+        (JSON-able attrs, the op's validator); the graph-wide invariants are always checked."""
         defined = self._validate_inputs()
         kernel_names: set[str] = set()
         for k in self.kernels:
             if k.name in kernel_names:
                 raise ProgramError(f"kernel {k.name!r} ({k.op}): kernel name used twice")
             kernel_names.add(k.name)
-            self._validate_kernel(k, defined)
+            self._validate_kernel(k, defined, kernel_checks)
         for t in self.outputs:
             if t not in defined:
                 raise ProgramError(f"program output {t!r} is never produced by a kernel or input")
@@ -198,7 +208,7 @@ class Program:
             raise ProgramError(f"name(s) {clash} are both a tensor and a constant")
         return set(self.inputs)
 
-    def _validate_kernel(self, k: Kernel, defined: set[str]) -> None:
+    def _validate_kernel(self, k: Kernel, defined: set[str], kernel_checks: bool = True) -> None:
         from edgevit.lower.ops import get_op
 
         opdef = get_op(k.op, kernel=k.name)
@@ -211,11 +221,10 @@ class Program:
                                    "(a tensor is defined exactly once)")
             if t not in self.tensors:
                 raise ProgramError(f"kernel {k.name!r} ({k.op}): output {t!r} has no TensorInfo in `tensors`")
-        try:
-            json.dumps(k.attrs, sort_keys=True, allow_nan=False)
-        except (TypeError, ValueError) as e:
-            raise ProgramError(f"kernel {k.name!r} ({k.op}): attrs are not JSON-able ({e})") from None
-        infos = opdef.validate(k, [self.tensors[t] for t in k.inputs], self.kernel_consts(k))
+        infos = []
+        if kernel_checks:
+            check_attrs(k)
+            infos = opdef.validate(k, [self.tensors[t] for t in k.inputs], self.kernel_consts(k))
         for t, got in zip(k.outputs, infos):
             if self.tensors[t] != got:
                 raise ProgramError(f"kernel {k.name!r} ({k.op}): output {t!r} is declared as "
@@ -270,6 +279,7 @@ class ProgramBuilder:
         self.tensors: dict[str, TensorInfo] = {}
         self.consts: dict[str, np.ndarray] = {}
         self.kernels: list[Kernel] = []
+        self._kernel_names: set[str] = set()
 
     def add_input(self, name: str, shape: Sequence[int], dtype: str = "float32",
                   quant: dict[str, Any] | None = None) -> str:
@@ -284,7 +294,7 @@ class ProgramBuilder:
         if name in self.consts or name in self.tensors:
             raise ProgramError(f"constant {name!r}: name already used")
         a = np.array(value, copy=True, order="C")
-        if str(a.dtype) not in DTYPES:
+        if a.dtype not in DTYPES:  # (dtype == "int8" compares by name; str(dtype) is slow in NumPy 2)
             raise ProgramError(f"constant {name!r}: dtype {a.dtype} is not one of {DTYPES}")
         a.setflags(write=False)
         self.consts[name] = a
@@ -306,17 +316,19 @@ class ProgramBuilder:
             outputs = [name] if opdef.num_outputs == 1 else [f"{name}.{i}" for i in range(opdef.num_outputs)]
         k = Kernel(op=op, name=name, inputs=tuple(inputs), outputs=tuple(outputs),
                    consts=dict(consts or {}), attrs=dict(attrs or {}))
-        if any(x.name == name for x in self.kernels):
+        if name in self._kernel_names:
             raise ProgramError(f"kernel {name!r} ({op}): kernel name used twice")
         for t in k.inputs:
             if t not in self.tensors:
                 raise ProgramError(f"kernel {name!r} ({op}): input {t!r} is used before it is defined")
         for t in k.outputs:
             self._check_new_tensor(t, f"kernel {name!r} ({op}): output")
+        check_attrs(k)
         infos = opdef.validate(k, [self.tensors[t] for t in k.inputs], resolve_consts(k, self.consts))
         for info in infos:
             self.tensors[info.name] = info
         self.kernels.append(k)
+        self._kernel_names.add(name)
         return list(k.outputs)
 
     def add_output(self, name: str) -> None:
@@ -326,11 +338,12 @@ class ProgramBuilder:
         self.outputs.append(name)
 
     def build(self) -> Program:
-        """The validated Program."""
+        """The validated Program (each kernel was checked in `add_kernel` with the inputs and constants
+        it has now, which cannot be redefined, so only the graph-wide invariants are checked again)."""
         p = Program(name=self.name, inputs=list(self.inputs), outputs=list(self.outputs),
                     tensors=dict(self.tensors), consts=dict(self.consts), kernels=list(self.kernels),
                     meta=dict(self.meta))
-        p.validate()
+        p.validate(kernel_checks=False)
         return p
 
     def _check_new_tensor(self, name: str, what: str) -> None:

@@ -1,1 +1,1 @@
-"""edgevit.nas (see DESIGN.md)."""
+"""edgevit.nas (docs/nas.md): search space, weight-sharing supernet, evolutionary search under a target's costs."""

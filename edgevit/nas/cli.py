@@ -13,7 +13,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from edgevit.nas.search import Reporter
+from edgevit.nas.search import Reporter, amount
 
 
 class RichReporter(Reporter):
@@ -86,16 +86,14 @@ class RichReporter(Reporter):
 
 
 def print_summary(s: dict, console: Console) -> None:
-    """The short human summary: best spec, its accuracy and costs, the paths written."""
-    from edgevit.profiles.units import format_bytes
-
+    """The short human summary: best spec, its accuracy and costs (every resource pool), the paths written."""
     b, spec = s["best"], s["spec"]
     lat = "-" if b.get("latency_ms") is None else f"{b['latency_ms']:.1f} ms"
     console.print(f"best [bold]{b['name']}[/]: supernet val top-1 {b['accuracy']:.2%}", highlight=False)
-    console.print(f"  SRAM {format_bytes(b['sram_bytes'])} of {format_bytes(b['sram_budget'])} "
-                  f"(arena {b['arena_bytes']:,} B + stack {b['stack_bytes']:,} B), flash "
-                  f"{format_bytes(b['flash_bytes'])} of {format_bytes(b['flash_budget'])}, latency {lat}, "
-                  f"MACs {b['macs']:,}, params {b['params']:,}", highlight=False)
+    pools = [f"{p['name']} {amount(p['used'], p['unit'], False)} of {amount(p['budget'], p['unit'], False)}"
+             + (f" ({p['detail']})" if p["detail"] else "") for p in b["pools"]]
+    console.print(f"  {', '.join(pools)}, latency {lat}, MACs {b['macs']:,}, params {b['params']:,}",
+                  highlight=False)
     depth = spec.get("depth", len(spec.get("blocks", [])))
     console.print(f"  {spec['image_size']}x{spec['image_size']} input, patch {spec['patch_size']}, "
                   f"embed {spec['embed_dim']}, depth {depth}", highlight=False)

@@ -1,7 +1,7 @@
 """Evolutionary architecture search under memory budgets, with a Pareto front and resumable state.
 
 `evolve()` never trains or measures anything itself: it takes two callables,
-`estimate(spec) -> SpecCosts` (cheap: the MCU planner's real arena / flash figures) and
+`estimate(spec) -> SpecCosts` (cheap: the target's costs of the spec's Program, edgevit.nas.estimate) and
 `evaluate(specs) -> accuracies` (expensive: supernet-inherited validation accuracy), so tests
 can drive it with fakes and `edgevit search` with the real estimator and a worker pool.
 
@@ -37,8 +37,7 @@ from typing import Any, Callable, Iterable, Sequence
 from edgevit.errors import UserInputError
 from edgevit.model.spec import ViTSpec
 
-STATE_VERSION = 1
-REJECT_REASONS = ("sram", "flash", "latency")
+STATE_VERSION = 2  # 2: costs carry the target's resource pools
 
 
 @dataclass(frozen=True)
@@ -49,7 +48,7 @@ class EvolveConfig:
     parents: the top-k of the population that breed; children: per generation (default: population);
     mutation_prob: per-gene re-sampling probability of `space.mutate`; crossover_share: share of
     children made by crossover (+ mutation) rather than by mutation alone; random_share: share of
-    fresh random samples per generation; latency_ms: optional bound on SpecCosts.latency_ms;
+    fresh random samples per generation; latency_ms: optional bound on the estimated latency_ms;
     chunk: specs per `evaluate` call (the deadline is checked between calls); tries: attempts per
     wanted spec before giving up on finding a new feasible one; max_generations: stop after this
     many generations after the initial one (None: only the deadline stops the search).
@@ -89,7 +88,8 @@ class EvolveConfig:
 
 @dataclass(frozen=True)
 class Candidate:
-    """One evaluated architecture: its spec, accuracy in [0, 1], costs (SpecCosts.to_dict()), generation."""
+    """One evaluated architecture: its spec, accuracy in [0, 1], costs (SpecCosts.to_dict(): `pools`
+    [{name, used, budget, ...}], the first one the memory objective, latency_ms, ...), generation."""
 
     key: str
     spec: ViTSpec
@@ -99,9 +99,9 @@ class Candidate:
     feasible: bool = True
 
     @property
-    def sram_bytes(self) -> int:
-        """Peak SRAM (arena + stack) of the spec on the profile."""
-        return int(self.costs["sram_bytes"])
+    def memory_bytes(self) -> int:
+        """The memory objective: the use of the first pool (MCU: sram, arena + stack)."""
+        return int(self.costs["pools"][0]["used"])
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able record: name, key, generation, accuracy, feasible, costs, spec (its YAML text)."""
@@ -124,7 +124,8 @@ class SearchResult:
     """What `evolve` found: every evaluated candidate (evaluation order), the front, the best.
 
     generations: completed generations after the initial population; rejected: infeasible
-    samples/children per reason (sram, flash, latency; a resumed generation may count some twice);
+    samples/children per reason (a pool's name such as sram or flash, or latency; a resumed generation
+    may count some twice);
     seconds: evolution time over all sessions;
     stopped: "deadline", "max_generations" or "exhausted"; population: keys of the population.
     """
@@ -146,18 +147,16 @@ def spec_key(spec: ViTSpec) -> str:
 
 
 def costs_dict(costs: Any) -> dict[str, Any]:
-    """SpecCosts (or any object with to_dict and sram_bytes) -> a JSON-able dict that has sram_bytes."""
-    d = dict(costs.to_dict()) if hasattr(costs, "to_dict") else dict(costs)
-    d.setdefault("sram_bytes", int(costs.sram_bytes))
-    return d
+    """SpecCosts (or any object with to_dict, or a dict) -> a JSON-able dict with `pools`."""
+    return dict(costs.to_dict()) if hasattr(costs, "to_dict") else dict(costs)
 
 
 def reject_reason(costs: dict[str, Any], latency_ms: float | None) -> str | None:
-    """Why a spec with these costs is infeasible ("sram", "flash", "latency"), or None if it is feasible."""
-    if costs["sram_bytes"] > costs["sram_budget"]:
-        return "sram"
-    if costs["flash_bytes"] > costs["flash_budget"]:
-        return "flash"
+    """Why a spec with these costs is infeasible (the name of the first pool over its budget, or
+    "latency"), or None if it is feasible."""
+    for pool in costs["pools"]:
+        if pool["budget"] is not None and pool["used"] > pool["budget"]:
+            return pool["name"]
     if latency_ms is not None and (costs.get("latency_ms") is None or costs["latency_ms"] > latency_ms):
         return "latency"
     return None
@@ -165,16 +164,16 @@ def reject_reason(costs: dict[str, Any], latency_ms: float | None) -> str | None
 
 def dominates(a: Candidate, b: Candidate) -> bool:
     """True when `a` is at least as accurate and as small as `b` and strictly better in one."""
-    return (a.accuracy >= b.accuracy and a.sram_bytes <= b.sram_bytes
-            and (a.accuracy > b.accuracy or a.sram_bytes < b.sram_bytes))
+    return (a.accuracy >= b.accuracy and a.memory_bytes <= b.memory_bytes
+            and (a.accuracy > b.accuracy or a.memory_bytes < b.memory_bytes))
 
 
 def pareto_front(candidates: Iterable[Candidate]) -> list[Candidate]:
-    """Non-dominated feasible candidates (maximise accuracy, minimise sram_bytes), by ascending SRAM.
+    """Non-dominated feasible candidates (maximise accuracy, minimise memory_bytes), by ascending memory.
 
-    Candidates with the same (accuracy, sram_bytes) appear once (the smallest key). O(n log n).
+    Candidates with the same (accuracy, memory_bytes) appear once (the smallest key). O(n log n).
     """
-    pool = sorted((c for c in candidates if c.feasible), key=lambda c: (c.sram_bytes, -c.accuracy, c.key))
+    pool = sorted((c for c in candidates if c.feasible), key=lambda c: (c.memory_bytes, -c.accuracy, c.key))
     front: list[Candidate] = []
     for c in pool:
         if not front or c.accuracy > front[-1].accuracy:
@@ -183,12 +182,12 @@ def pareto_front(candidates: Iterable[Candidate]) -> list[Candidate]:
 
 
 def rank_key(c: Candidate) -> tuple:
-    """Sort key: most accurate first, then the smaller SRAM, then the key (deterministic)."""
-    return (-c.accuracy, c.sram_bytes, c.key)
+    """Sort key: most accurate first, then the smaller memory, then the key (deterministic)."""
+    return (-c.accuracy, c.memory_bytes, c.key)
 
 
 def best_candidate(candidates: Iterable[Candidate]) -> Candidate | None:
-    """The most accurate feasible candidate (ties: smaller SRAM), or None."""
+    """The most accurate feasible candidate (ties: smaller memory), or None."""
     feasible = sorted((c for c in candidates if c.feasible), key=rank_key)
     return feasible[0] if feasible else None
 
@@ -202,7 +201,7 @@ class _State:
     generation: int = 0          # the generation being built / evaluated now
     population: list[str] = field(default_factory=list)
     cache: dict[str, Candidate] = field(default_factory=dict)   # insertion order = evaluation order
-    rejected: dict[str, int] = field(default_factory=lambda: dict.fromkeys(REJECT_REASONS, 0))
+    rejected: dict[str, int] = field(default_factory=dict)  # reason (reject_reason) -> count
     seconds: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)  # other keys of the file (e.g. the search's "meta"), kept
 
@@ -256,7 +255,11 @@ def load_state(path: Path | None, seed: int, space, latency_ms: float | None) ->
     fresh.extra = {k: v for k, v in d.items() if k not in own}
     if "candidates" not in d:
         return fresh
-    if d.get("version") != STATE_VERSION or d.get("seed") != seed or d.get("space") != fresh.space:
+    if d.get("version") != STATE_VERSION:
+        raise UserInputError(f"{path}: holds a search state of format {d.get('version')!r}, written by another "
+                             f"edgevit version (this one writes {STATE_VERSION}); use another --out or delete the "
+                             "directory to start over")
+    if d.get("seed") != seed or d.get("space") != fresh.space:
         what = "seed" if d.get("seed") != seed else "search space"
         raise UserInputError(f"{path}: holds a search with a different {what}; use another --out "
                              "or delete the directory to start over")
@@ -404,8 +407,8 @@ def evolve(space, rng_seed: int, estimate: Callable[[ViTSpec], Any], evaluate: C
            progress: Callable[[dict], None] | None = None) -> SearchResult:
     """Evolutionary search over `space` until `deadline` (a `time.monotonic()` value); see the module doc.
 
-    estimate(spec) -> SpecCosts (needs sram_bytes, sram_budget, flash_bytes, flash_budget, latency_ms,
-    to_dict()); evaluate([spec, ...]) -> [accuracy in [0, 1], ...] (same order). state_path: JSON state
+    estimate(spec) -> SpecCosts (or anything `costs_dict` turns into a dict with `pools` and
+    latency_ms); evaluate([spec, ...]) -> [accuracy in [0, 1], ...] (same order). state_path: JSON state
     to resume from and to keep up to date (None: no state). progress(info) is called after every
     evaluated chunk with generation, evaluated, best_accuracy, front_size, candidates_per_s, rejected.
     """

@@ -1,5 +1,5 @@
-"""Search inputs beyond the profile: a tighter SRAM limit (`--max-sram`) and a supernet reused from
-an earlier search (`--supernet`).
+"""Search inputs beyond the profile: a tighter memory limit (`--max-sram`: the budget of the target's
+memory pool, MCU sram = arena + stack) and a supernet reused from an earlier search (`--supernet`).
 
 The supernet depends on the search space and the dataset, not on the device: one trained for
 `stm32f746-disco` serves any profile whose default space is the same (every `mcu` profile), and a
@@ -30,21 +30,18 @@ def parse_max_sram(text: str | int | None) -> int | None:
     return value
 
 
-def limit_sram(profile, max_sram: int | None):
-    """`profile` with its SRAM budget lowered to `max_sram` bytes (arena + stack must fit under it);
-    unchanged for None; UserInputError when the limit is above the profile's own SRAM."""
+def limit_memory(costs, max_sram: int, profile_name: str):
+    """`costs` (a target's Costs) with its memory pool's budget (the first pool; MCU: sram, arena +
+    stack) lowered to `max_sram`; UserInputError naming --max-sram when that is above the pool's own."""
+    from dataclasses import replace
+
     from edgevit.profiles.units import format_bytes
 
-    if max_sram is None:
-        return profile
-    own = profile.sram_bytes
-    if own is None:
-        raise UserInputError(f"--max-sram: profile {profile.name} has no SRAM budget (not an mcu profile)")
-    if max_sram > own:
-        raise UserInputError(f"--max-sram {format_bytes(max_sram)} is more than {profile.name}'s SRAM "
-                             f"({format_bytes(own)}); give a smaller limit or leave it out")
-    memory = profile.memory.model_copy(update={"sram_bytes": max_sram})
-    return profile.model_copy(update={"memory": memory})
+    pool = costs.memory
+    if pool.budget is not None and max_sram > pool.budget:
+        raise UserInputError(f"--max-sram {format_bytes(max_sram)} is more than {profile_name}'s {pool.name} budget "
+                             f"({format_bytes(pool.budget)}); give a smaller limit or leave it out")
+    return replace(costs, pools=(replace(pool, budget=max_sram),) + tuple(costs.pools[1:]))
 
 
 def supernet_weights(src: Path) -> Path:

@@ -1,14 +1,16 @@
 """`edgevit search`: memory-budgeted architecture search, start to finish.
 
 1. Load the profile, the dataset and the search space (`--space` YAML or the profile kind's default).
-2. Feasibility first: estimate the space's smallest spec and a few random samples with the MCU
-   planner; if none fits the SRAM / flash budget (and the latency bound) stop with exit code 3
-   (InfeasibleError) — before any training and before OUT is created.
+2. Feasibility first: estimate the space's smallest spec and a few random samples with the
+   profile's target (edgevit.nas.estimate); if none fits every budget (MCU: SRAM and flash) and the
+   latency bound, stop with exit code 3 (InfeasibleError) — before any training and before OUT is
+   created.
 3. Train the weight-sharing supernet for `supernet_share` of the time budget (`OUT/supernet/`,
    resumable).
-4. Evolve (edgevit.nas.evolve) until the time budget ends: costs from the `Estimator` (the planner's
-   exact arena + stack and flash), accuracies from the supernet on a class-balanced validation
-   subset, evaluated by a local process pool or Ray tasks (edgevit.nas.workers).
+4. Evolve (edgevit.nas.evolve) until the time budget ends: costs from the `Estimator` (the target's
+   estimate of the spec's real int8 Program; the memory objective is its first pool), accuracies
+   from the supernet on a class-balanced validation subset, evaluated by a local process pool or
+   Ray tasks (edgevit.nas.workers).
 5. Write OUT/best.yaml, front.json, candidates.json, front.png and best/ (the best spec with its
    supernet weights, a checkpoint for `edgevit train --init`), each atomically.
 
@@ -69,7 +71,7 @@ class SearchOptions:
     supernet_share: float = 0.65
     val_images: int = 2000
     data_root: Path | None = None
-    max_sram: int | None = None      # bytes: a tighter SRAM limit than the profile's (edgevit.nas.reuse)
+    max_sram: int | None = None      # bytes: a tighter memory-pool budget than the profile's (nas.reuse)
     supernet: Path | None = None     # reuse this trained supernet: no training, the whole budget evolves
 
     def check(self) -> None:
@@ -118,14 +120,24 @@ def _describe(spec) -> str:
             f"depth {spec.depth}, heads {min(x.heads for x in b)}-{max(x.heads for x in b)}")
 
 
+def amount(value: int | None, unit: str, exact: bool = True) -> str:
+    """A pool figure for people: a size for bytes ("8 KiB (8,192 B)", or "8 KiB" unless `exact`), else
+    the count with its unit; "no limit" for None (a pool without budget)."""
+    from edgevit.profiles.units import format_bytes, format_size
+
+    if value is None:
+        return "no limit"
+    if unit == "B":
+        return format_size(value) if exact else format_bytes(value)
+    return f"{value:,}{' ' + unit if unit else ''}"
+
+
 def check_feasible(space, estimate: Callable, profile, latency_ms: float | None, seed: int,
                    samples: int = FEASIBILITY_SAMPLES, space_source: str = "") -> int:
     """How many of [space.smallest()] + `samples` random specs fit; InfeasibleError (exit 3) when none does.
 
-    The message names the budget(s) broken, the smallest need found and what to do.
+    The message names the budget(s) broken (the target's pools), the smallest need found and what to do.
     """
-    from edgevit.profiles.units import format_size
-
     rng = random.Random(f"{seed}/feasibility")
     specs = [space.smallest()] + [space.sample(rng) for _ in range(samples)]
     costs = [costs_dict(estimate(s)) for s in specs]
@@ -137,24 +149,18 @@ def check_feasible(space, estimate: Callable, profile, latency_ms: float | None,
     if fits:
         return fits
     problems = []
-    least_sram = min(range(len(specs)), key=lambda i: costs[i]["sram_bytes"])
-    c = costs[least_sram]
-    if c["sram_bytes"] > c["sram_budget"]:
-        problems.append(f"its SRAM budget is {format_size(c['sram_budget'])} but the smallest need found is "
-                        f"{format_size(c['sram_bytes'])} (arena {c['arena_bytes']:,} B + stack {c['stack_bytes']:,} B, "
-                        f"{_describe(specs[least_sram])})"
-                        + (f"; the firmware's stack reserve alone is {c['stack_bytes']:,} B"
-                           if c["stack_bytes"] >= c["sram_budget"] else ""))
-    least_flash = min(range(len(specs)), key=lambda i: costs[i]["flash_bytes"])
-    c = costs[least_flash]
-    if c["flash_bytes"] > c["flash_budget"]:
-        problems.append(f"its flash budget is {format_size(c['flash_budget'])} but the smallest need found is "
-                        f"{format_size(c['flash_bytes'])} ({_describe(specs[least_flash])})")
+    for j in range(len(costs[0]["pools"])):
+        least = min(range(len(specs)), key=lambda i: costs[i]["pools"][j]["used"])
+        pool = costs[least]["pools"][j]
+        if pool["budget"] is not None and pool["used"] > pool["budget"]:
+            detail = f"{pool['detail']}, " if pool["detail"] else ""
+            problems.append(f"its {pool['name']} budget is {amount(pool['budget'], pool['unit'])} but the smallest "
+                            f"need found is {amount(pool['used'], pool['unit'])} ({detail}{_describe(specs[least])})")
     if not problems and latency_ms is not None:
         fastest = min(c.get("latency_ms") or float("inf") for c in costs)
         problems.append(f"--latency-ms {latency_ms:g} is below the fastest estimate found, {fastest:.2f} ms")
-    elif not problems:  # each budget is met by some spec, never both by the same one
-        problems.append("no spec meets the SRAM and the flash budget at the same time")
+    elif not problems:  # each budget is met by some spec, never all by the same one
+        problems.append("no spec meets all its budgets at the same time")
     where = space_source or f"the default {space.name!r} space (edgevit/nas/spaces/{profile.kind}.yaml)"
     raise InfeasibleError(
         f"nothing in {where} fits profile {profile.name!r}: {'; '.join(problems)}. Checked the space's smallest "
@@ -163,14 +169,20 @@ def check_feasible(space, estimate: Callable, profile, latency_ms: float | None,
         + (", or a looser --latency-ms" if latency_ms is not None else "") + ". Nothing was trained or written.")
 
 
+def pool_budgets(costs: dict[str, Any]) -> dict[str, Any]:
+    """{pool_key: budget} of a costs dict's pools (MCU: sram_bytes, flash_bytes), for front.json."""
+    from edgevit.nas.estimate import pool_key
+
+    return {pool_key(p["name"], p["unit"]): p["budget"] for p in costs["pools"]}
+
+
 # ---- the output directory --------------------------------------------------------------------------
-def _identity(profile, space, opts: SearchOptions) -> dict[str, Any]:
-    """What must match to resume a search in the same OUT."""
+def _identity(profile, space, opts: SearchOptions, budgets: dict[str, Any]) -> dict[str, Any]:
+    """What must match to resume a search in the same OUT (`budgets`: pool_budgets of the estimates)."""
     from edgevit.nas.reuse import supernet_digest
 
-    ident = {"profile": profile.name, "sram_budget": profile.sram_bytes, "flash_budget": profile.flash_bytes,
-             "space": space.to_dict(), "data": str(opts.data), "seed": opts.seed, "val_images": opts.val_images,
-             "supernet": supernet_digest(opts.supernet)}
+    ident = {"profile": profile.name, "budgets": budgets, "space": space.to_dict(), "data": str(opts.data),
+             "seed": opts.seed, "val_images": opts.val_images, "supernet": supernet_digest(opts.supernet)}
     return json.loads(json.dumps(ident))
 
 
@@ -203,11 +215,10 @@ def _settings(opts: SearchOptions) -> dict[str, Any]:
 def _load_inputs(opts: SearchOptions, reporter: Reporter):
     """(profile, splits, space, space_source) for the options."""
     from edgevit.data import load_dataset
-    from edgevit.nas.reuse import limit_sram
     from edgevit.nas.space import SearchSpace, default_space
     from edgevit.profiles.profile import load_profile
 
-    profile = limit_sram(load_profile(opts.profile), opts.max_sram)
+    profile = load_profile(opts.profile)
     reporter.stage(f"loading the dataset {opts.data}")
     splits = load_dataset(opts.data, root=opts.data_root)
     shape, classes = splits.train.image_shape, splits.train.num_classes
@@ -263,8 +274,8 @@ def run_search(opts: SearchOptions, reporter: Reporter | None = None, *, trainer
 
     Injection points for tests: trainer(space, splits, out, SupernetConfig, budget_s, progress) ->
     Supernet; evaluator_factory(supernet_path, val, workers, ray_address, supernet) -> evaluator;
-    estimator(profile) -> callable spec -> SpecCosts. Errors: UserInputError (options, OUT),
-    InfeasibleError (nothing fits; nothing written), and the loaders'.
+    estimator(profile, max_memory=opts.max_sram) -> callable spec -> SpecCosts. Errors: UserInputError
+    (options, OUT), InfeasibleError (nothing fits; nothing written), and the loaders'.
     """
     from edgevit.data.dataset import calibration_subset
 
@@ -278,12 +289,12 @@ def run_search(opts: SearchOptions, reporter: Reporter | None = None, *, trainer
         check_ray_address(opts.ray_address)  # before hours of training, not after
     out = Path(opts.out)
     profile, splits, space, space_source = _load_inputs(opts, reporter)
-    ident = _identity(profile, space, opts)
-    meta = check_out_dir(out, ident) or {}
-    reporter.stage("checking feasibility")
     if estimator is None:
         from edgevit.nas.estimate import Estimator as estimator
-    estimate = estimator(profile)
+    estimate = estimator(profile, max_memory=opts.max_sram)
+    ident = _identity(profile, space, opts, pool_budgets(costs_dict(estimate(space.smallest()))))
+    meta = check_out_dir(out, ident) or {}
+    reporter.stage("checking feasibility")
     check_feasible(space, estimate, profile, opts.latency_ms, opts.seed, space_source=space_source)
     timings = dict(meta.get("timings") or {"total_s": 0.0, "supernet_s": 0.0})
     evolved = float((read_state(out / STATE_FILE) or {}).get("evolve_seconds", 0.0))
@@ -338,7 +349,8 @@ def write_outputs(out: Path, result, profile, space, opts: SearchOptions, timing
     tmp = out / ".best.yaml.tmp"
     tmp.write_text(result.best.spec.to_yaml())
     tmp.replace(best_yaml)
-    budgets = {"sram_bytes": profile.sram_bytes, "flash_bytes": profile.flash_bytes, "latency_ms": opts.latency_ms}
+    memory = result.best.costs["pools"][0]
+    budgets = {**pool_budgets(result.best.costs), "latency_ms": opts.latency_ms}
     stats = {"evaluated": len(result.candidates), "generations": result.generations, "stopped": result.stopped,
              "rejected": result.rejected, "evaluator": evaluator, "val_images": val_images}
     front = {"profile": profile.name, "space": space.to_dict(), "budgets": budgets, "best": result.best.to_dict(),
@@ -347,7 +359,7 @@ def write_outputs(out: Path, result, profile, space, opts: SearchOptions, timing
     write_json_atomic(out / "front.json", front)
     write_json_atomic(out / "candidates.json", {"profile": profile.name, "budgets": budgets,
                                                 "candidates": [c.to_dict() for c in result.candidates]})
-    plot_front(out / "front.png", result.candidates, result.front, result.best, profile.sram_bytes,
+    plot_front(out / "front.png", result.candidates, result.front, result.best, memory["budget"], memory["name"],
                title=f"{space.name} space on {profile.name}: {len(result.candidates)} candidates")
     files = {"best": str(best_yaml), "front": str(out / "front.json"), "candidates": str(out / "candidates.json"),
              "plot": str(out / "front.png"), "supernet": str(out / SUPERNET_DIR), "state": str(out / STATE_FILE)}
@@ -361,9 +373,7 @@ def write_outputs(out: Path, result, profile, space, opts: SearchOptions, timing
 def summary(out: Path, result, files: dict[str, str], timings: dict, evaluator: str) -> dict[str, Any]:
     """The JSON-able summary `edgevit search` prints."""
     b = result.best
-    best = {"name": b.spec.name, "accuracy": b.accuracy, **{k: b.costs.get(k) for k in (
-        "sram_bytes", "arena_bytes", "stack_bytes", "flash_bytes", "sram_budget", "flash_budget", "latency_ms",
-        "macs", "params")}}
+    best = {"name": b.spec.name, "accuracy": b.accuracy, **b.costs}
     return {"out": str(out), "best": best, "spec": b.spec.to_dict(), "evaluated": len(result.candidates),
             "front_size": len(result.front), "generations": result.generations, "stopped": result.stopped,
             "evaluator": evaluator, "timings": timings, "files": files}

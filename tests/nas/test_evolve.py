@@ -10,13 +10,14 @@ from __future__ import annotations
 import itertools
 import json
 import time
-from dataclasses import dataclass
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from edgevit.backend.costs import Costs, Pool
 from edgevit.errors import UserInputError
+from edgevit.nas.estimate import SpecCosts
 from edgevit.nas.evolve import (Candidate, EvolveConfig, best_candidate, dominates, evolve, pareto_front,
                                 read_state, spec_key, write_state_meta)
 from edgevit.nas.space import SearchSpace
@@ -27,29 +28,17 @@ SPACE = SearchSpace(in_channels=1, num_classes=3, pool="cls", image_sizes=(8,), 
                     mlp_ratios=(1.0, 2.0), lowrank_ratios=(1.0,), merge_rs=(0,), name="toy")
 
 
-@dataclass(frozen=True)
-class FakeCosts:
-    """Duck-typed SpecCosts: what evolve reads."""
-
-    sram_bytes: int
-    flash_bytes: int
-    latency_ms: float | None
-    sram_budget: int = SRAM_BUDGET
-    flash_budget: int = 10**9
-
-    def to_dict(self) -> dict:
-        return {"sram_bytes": self.sram_bytes, "flash_bytes": self.flash_bytes, "latency_ms": self.latency_ms,
-                "sram_budget": self.sram_budget, "flash_budget": self.flash_budget, "arena_bytes": self.sram_bytes,
-                "stack_bytes": 0}
-
-
 def fake_sram(spec) -> int:
     """Grows with width, depth, heads and MLP width."""
     return spec.embed_dim * sum(20 + 12 * b.heads + b.mlp_hidden // 4 for b in spec.blocks)
 
 
-def fake_estimate(spec) -> FakeCosts:
-    return FakeCosts(fake_sram(spec), 1000, latency_ms=spec.embed_dim * spec.depth / 10)
+def fake_estimate(spec) -> SpecCosts:
+    """Toy costs in the target's terms: pools sram (the memory objective, SRAM_BUDGET) and flash (never full)."""
+    sram = fake_sram(spec)
+    costs = Costs(pools=(Pool("sram", sram, SRAM_BUDGET), Pool("flash", 1000, 10**9)), macs=0, activation_bytes=sram,
+                  latency_ms=spec.embed_dim * spec.depth / 10)
+    return SpecCosts(costs, params=0)
 
 
 def toy_accuracy(spec) -> float:
@@ -77,7 +66,8 @@ def far() -> float:
 # ---- the Pareto front ----------------------------------------------------------------------------
 def make_candidates(points) -> list[Candidate]:
     spec = SPACE.smallest()
-    return [Candidate(key=f"k{i:03d}", spec=spec, accuracy=acc, costs={"sram_bytes": sram}, generation=0,
+    return [Candidate(key=f"k{i:03d}", spec=spec, accuracy=acc, generation=0,
+                      costs={"pools": [{"name": "sram", "used": sram, "budget": None}]},
                       feasible=ok) for i, (acc, sram, ok) in enumerate(points)]
 
 
@@ -91,11 +81,11 @@ def test_pareto_front_is_the_brute_force_non_dominated_set(pts):
     cands = make_candidates(pts)
     front = pareto_front(cands)
     feasible = [c for c in cands if c.feasible]
-    brute = {(c.accuracy, c.sram_bytes) for c in feasible if not any(dominates(d, c) for d in feasible)}
-    assert {(c.accuracy, c.sram_bytes) for c in front} == brute
+    brute = {(c.accuracy, c.memory_bytes) for c in feasible if not any(dominates(d, c) for d in feasible)}
+    assert {(c.accuracy, c.memory_bytes) for c in front} == brute
     assert len(front) == len(brute)  # ties appear once
     assert all(c.feasible for c in front)
-    assert all(a.sram_bytes < b.sram_bytes and a.accuracy < b.accuracy for a, b in zip(front, front[1:]))
+    assert all(a.memory_bytes < b.memory_bytes and a.accuracy < b.accuracy for a, b in zip(front, front[1:]))
     best = best_candidate(cands)
     assert (best is None) == (not feasible)
     if best is not None:
@@ -113,8 +103,8 @@ def test_evolve_finds_the_known_optimum_under_the_budget():
     assert result.best.accuracy == optimum
     assert len(result.candidates) < len(feasible)  # found without evaluating every feasible spec
     assert fake_sram(result.best.spec) <= SRAM_BUDGET
-    assert all(c.feasible and c.sram_bytes <= SRAM_BUDGET for c in result.candidates)
-    assert result.rejected["sram"] > 0
+    assert all(c.feasible and c.memory_bytes == c.costs["sram_bytes"] <= SRAM_BUDGET for c in result.candidates)
+    assert result.rejected["sram"] > 0 and "flash" not in result.rejected  # reasons: the pools over budget
     assert len({c.key for c in result.candidates}) == len(result.candidates)  # never evaluated twice
     assert result.front == pareto_front(result.candidates) and result.best in result.front
 
@@ -192,6 +182,10 @@ def test_state_of_another_seed_or_space_is_refused(tmp_path):
     with pytest.raises(UserInputError, match="different search space"):
         evolve(other, 0, fake_estimate, fake_evaluate, cfg, far(), state)
     json.loads(state.read_text())  # still valid JSON
+    old = json.loads(state.read_text())
+    state.write_text(json.dumps({**old, "version": 1}))
+    with pytest.raises(UserInputError, match="search state of format 1, written by another edgevit version"):
+        evolve(SPACE, 0, fake_estimate, fake_evaluate, cfg, far(), state)
 
 
 def test_latency_bound_keeps_only_fast_specs():

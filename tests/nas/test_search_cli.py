@@ -73,7 +73,7 @@ def small_sram_profile(tmp_path: Path, sram: str = "8KiB") -> Path:
 def planner_figures(costs: dict) -> dict:
     """The memory figures of a costs dict (the latency model's calibration may be re-created meanwhile)."""
     keys = ("arena_bytes", "stack_bytes", "sram_bytes", "flash_bytes", "weight_bytes", "code_bytes", "macs",
-            "params", "sram_budget", "flash_budget", "fits")
+            "params", "sram_budget", "flash_budget", "fits", "pools", "lower_bound_bytes", "naive_bytes")
     return {k: costs[k] for k in keys}
 
 

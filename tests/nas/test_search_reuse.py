@@ -1,4 +1,5 @@
-"""`edgevit search --max-sram` (a tighter SRAM limit) and `--supernet` (reuse a trained supernet)."""
+"""`edgevit search --max-sram` (a tighter budget of the target's memory pool) and `--supernet` (reuse a
+trained supernet)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,10 @@ import json
 import pytest
 import yaml
 
+from edgevit.backend.costs import Costs, Pool
 from edgevit.errors import UserInputError
-from edgevit.nas.reuse import limit_sram, parse_max_sram
+from edgevit.nas.reuse import limit_memory, parse_max_sram
 from edgevit.nas.search import SearchOptions, run_search
-from edgevit.profiles.profile import load_profile
 from tests.nas.test_search_cli import TINY_SPACE, fake_factory, fake_trainer, fmnist_npz, tiny_space  # noqa: F401
 
 
@@ -20,13 +21,16 @@ def test_max_sram_parses_sizes_and_names_the_option():
         parse_max_sram("lots")
 
 
-def test_limit_sram_lowers_only_the_sram_budget():
-    p = load_profile("stm32f746-disco")
-    q = limit_sram(p, 20_000)
-    assert q.sram_bytes == 20_000 and q.flash_bytes == p.flash_bytes and p.sram_bytes == 320 * 1024
-    assert limit_sram(p, None) is p
-    with pytest.raises(UserInputError, match="more than stm32f746-disco's SRAM"):
-        limit_sram(p, p.sram_bytes + 1)
+def test_limit_memory_lowers_only_the_memory_pools_budget():
+    costs = Costs(pools=(Pool("sram", 24_000, 320 * 1024, "arena + stack"), Pool("flash", 9, 1024)), macs=1,
+                  activation_bytes=16_000, latency_ms=2.0, figures={"arena_bytes": 16_000})
+    tight = limit_memory(costs, 20_000, "stm32f746-disco")
+    assert tight.memory == Pool("sram", 24_000, 20_000, "arena + stack") and not tight.fits
+    assert tight.pools[1:] == costs.pools[1:] and costs.memory.budget == 320 * 1024
+    assert (tight.macs, tight.activation_bytes, tight.latency_ms, tight.figures) == (1, 16_000, 2.0, costs.figures)
+    assert limit_memory(costs, 24_000, "x").fits
+    with pytest.raises(UserInputError, match="--max-sram .* is more than stm32f746-disco's sram budget"):
+        limit_memory(costs, 320 * 1024 + 1, "stm32f746-disco")
 
 
 def _opts(tmp_path, npz, space, out="s", **kw):
@@ -46,6 +50,10 @@ def test_max_sram_keeps_every_candidate_under_the_limit(tmp_path, fmnist_npz, ti
     assert front["budgets"]["sram_bytes"] == limit == tight["best"]["sram_budget"]
     assert tight["best"]["sram_bytes"] <= limit
     assert all(c["costs"]["sram_bytes"] <= limit for c in front["front"])
+    with pytest.raises(UserInputError, match="--max-sram .* more than stm32f746-disco's sram budget"):
+        run_search(_opts(tmp_path, fmnist_npz, tiny_space, "huge", max_sram=10**9), trainer=fake_trainer,
+                   evaluator_factory=fake_factory([]))
+    assert not (tmp_path / "huge").exists()
 
 
 def test_reused_supernet_is_not_trained_and_must_match_the_space(tmp_path, fmnist_npz, tiny_space):

@@ -1,5 +1,5 @@
-"""McuTarget: estimate() is the memory plan's numbers against the profile's budgets; build() hands
-the same plan to the emitter."""
+"""McuTarget: estimate() is the arena plan and the firmware's memory figures (targets/mcu/memory.py)
+against the profile's budgets; build() hands the same plan to the emitter."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from edgevit.model.spec import ViTSpec
 from edgevit.profiles.profile import load_profile, profile_dir
 from edgevit.backend.costs import Costs
 from edgevit.backend.target import get_target
+from edgevit.targets.mcu.memory import ARENA, STACK_BYTES, memory_figures, plan_memory, weight_bytes
 from edgevit.targets.mcu.target import McuTarget
 from edgevit.backend.planner import MemoryPlan, plan_program
 from tests.backend.test_planner import make_program
@@ -43,25 +44,32 @@ def test_estimate_is_the_plan(program) -> None:
     target = get_target(profile)
     assert isinstance(target, McuTarget)
     costs = target.estimate(program, profile)
-    plan = plan_program(program, profile)
-    assert isinstance(costs, Costs) and isinstance(costs.plan, MemoryPlan) and costs.plan == plan
-    assert costs.figures == plan.memory_dict() and costs.activation_bytes == plan.arena_bytes
+    plan = plan_program(program, ARENA)
+    assert isinstance(costs, Costs) and isinstance(costs.plan, MemoryPlan)
+    assert costs.plan == plan == plan_memory(program)
+    fig = costs.figures
+    assert fig == memory_figures(program, plan, profile) and costs.activation_bytes == plan.arena_bytes
+    assert (fig["arena_bytes"], fig["lower_bound_bytes"], fig["naive_bytes"]) == (
+        plan.arena_bytes, plan.lower_bound_bytes, plan.naive_bytes)
+    assert fig["stack_bytes"] == STACK_BYTES
+    assert fig["weight_bytes"] == weight_bytes(program) == sum(-(-v.nbytes // 8) * 8 for v in program.consts.values())
+    assert fig["code_bytes"] > 0 and fig["flash_bytes"] == fig["weight_bytes"] + fig["code_bytes"]
     sram, flash = costs.pool("sram"), costs.pool("flash")
-    assert (sram.used, sram.budget) == (plan.arena_bytes + plan.stack_bytes, profile.memory.sram_bytes)
-    assert (flash.used, flash.budget) == (plan.weight_bytes + plan.code_bytes, profile.memory.flash_bytes)
+    assert (sram.used, sram.budget) == (plan.arena_bytes + STACK_BYTES, profile.memory.sram_bytes)
+    assert (flash.used, flash.budget) == (fig["flash_bytes"], profile.memory.flash_bytes)
     assert costs.memory is sram and costs.macs == program.macs() > 0
     assert costs.fits and costs.to_dict()["fits"] is True
     assert target.plan(program, "stm32f746-disco") == plan  # a profile name works too
 
 
 def test_estimate_against_small_budgets(program, tmp_path) -> None:
-    plan = plan_program(program)
-    need = plan.arena_bytes + plan.stack_bytes
+    fig = McuTarget().estimate(program, "stm32f746-disco").figures
+    need = fig["arena_bytes"] + fig["stack_bytes"]
     tight = small_profile(tmp_path, str(need - 1), "1MiB")
     costs = McuTarget().estimate(program, tight)
     assert [p.name for p in costs.over_budget] == ["sram"] and not costs.fits
     assert f"= {need:,} B > {need - 1:,} B" in costs.pool("sram").describe()
-    exact = small_profile(tmp_path, str(need), str(plan.flash_bytes - 1))
+    exact = small_profile(tmp_path, str(need), str(fig["flash_bytes"] - 1))
     costs = McuTarget().estimate(program, exact)
     assert [p.name for p in costs.over_budget] == ["flash"]
 
@@ -100,18 +108,19 @@ def test_code_estimate_shares_functions_between_identical_blocks() -> None:
         return make_program(spec, 0)
 
     two, three = prog(2), prog(3)
-    plan2, plan3 = plan_program(two), plan_program(three)
+    plan2, plan3 = plan_memory(two), plan_memory(three)
+    code2, code3 = (memory_figures(p, plan)["code_bytes"] for p, plan in ((two, plan2), (three, plan3)))
 
     def keys(p):
         return {function_key(k, [p.tensors[t] for t in k.inputs], [p.tensors[t] for t in k.outputs], None)
                 for k in p.kernels}
 
     assert keys(two) == keys(three)
-    extra = plan3.code_bytes - plan2.code_bytes  # call sites of one more block, no new function
+    extra = code3 - code2  # call sites of one more block, no new function
     fc1 = next(k for k in three.kernels if k.op == "linear")
     assert 0 < extra < function_bytes(fc1, [three.tensors[t] for t in fc1.inputs],
                                       [three.tensors[t] for t in fc1.outputs])
-    assert estimate_code_bytes(two, plan2.steps) == plan2.code_bytes
+    assert estimate_code_bytes(two, plan2.steps) == code2
 
 
 def test_gemm_regions_and_k_unroll_follow_the_fast_schedule() -> None:
@@ -134,7 +143,7 @@ def test_add_pos_shares_add_function_and_runtime_groups_follow_the_ops(program) 
             program.tensors[pos.outputs[0]].shape and program.tensors[k.outputs[0]].dtype ==
             program.tensors[pos.outputs[0]].dtype]
     assert adds and key(pos) == key(adds[0])
-    summary = code_summary(program, plan_program(program).steps)
+    summary = code_summary(program, plan_memory(program).steps)
     assert "attention/int" in summary["tags"] and "attention/float32" not in summary["tags"]
     assert runtime_bytes(summary["tags"]) == sum(b for b, tags in RUNTIME_BYTES.values() if "attention/int" in tags)
     assert runtime_bytes({"attention/float32", "layernorm/float32"}) > runtime_bytes({"attention/int"}) > 0
@@ -147,13 +156,27 @@ def test_estimate_needs_no_code_generation(tmp_path) -> None:
     script = ("import sys\n"
               "from tests.backend.test_planner import make_program\n"
               "from edgevit.model.spec import ViTSpec\n"
-              "from edgevit.backend.planner import plan_program\n"
+              "from edgevit.targets.mcu.memory import memory_figures, plan_memory\n"
               "spec = ViTSpec.uniform(depth=1, heads=2, head_dim=4, mlp_hidden=16, image_size=8, in_channels=1,"
               " patch_size=2, embed_dim=8, num_classes=3)\n"
               "p = make_program(spec, 1)\n"
-              "a, b = plan_program(p), plan_program(p)\n"
-              "assert a.code_bytes == b.code_bytes > 0\n"
+              "a, b = (memory_figures(p, plan_memory(p)) for _ in range(2))\n"
+              "assert a == b and a['code_bytes'] > 0\n"
               "assert not any(m == 'tvm' or m.startswith('tvm.') for m in sys.modules), 'TVM imported'\n")
     root = str(Path(__file__).resolve().parents[2])
     r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=root, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
+
+
+def test_supports_names_the_kernels_without_code(program) -> None:
+    import dataclasses
+
+    from edgevit.lower.program import Kernel
+
+    target, profile = McuTarget(), load_profile("stm32f746-disco")
+    assert target.supports(program, profile) == []
+    k0 = program.kernels[0]
+    odd = dataclasses.replace(program, kernels=[Kernel("no_such_op", k0.name, k0.inputs, k0.outputs, k0.consts,
+                                                       k0.attrs)] + program.kernels[1:])
+    reasons = target.supports(odd, profile)
+    assert len(reasons) == 1 and f"kernel {k0.name!r}" in reasons[0] and "no_such_op" in reasons[0]

@@ -31,19 +31,25 @@ two-kernel int8 Programs with random NAS-like shapes; `scale` (`fit_scale`) is t
 few whole random models (in a whole firmware gcc allocates registers differently: the GEMM
 micro-kernel's stack spills, which cost up to ~1.7x on some shapes, come and go with the
 context); `scripts/calibrate_latency.py` stores both with their samples and a validation on
-held-out whole models (fmnist-tiny and random specs) in `edgevit/targets/mcu/calibration/<core>.json`. QEMU `-icount`
-counts instructions, not cycles: latency_ms = instructions / clock_hz * 1000 (1 instruction ~ 1
-cycle, as the run report says). Cores without a calibration file predict None.
+held-out whole models (fmnist-tiny and random specs) in `calibration/<core>.json` (beside this
+file). QEMU `-icount` counts instructions, not cycles: latency_ms = instructions / clock_hz * 1000
+(1 instruction ~ 1 cycle, as the run report says). Cores without a calibration file predict None.
+
+`McuTarget.estimate` (target.py) reports `estimate_latency_ms` of the Program run as its memory
+plan's steps as `Costs.latency_ms`, which NAS bounds with `edgevit search --latency-ms`.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from edgevit.errors import UserInputError
 
 CALIBRATION_DIR = Path(__file__).resolve().parent / "calibration"
 FORMAT = "edgevit-latency-calibration"
@@ -246,6 +252,18 @@ def calibration_path(core: str) -> Path:
     return CALIBRATION_DIR / f"{core}.json"
 
 
+@functools.lru_cache(maxsize=16)
+def read_calibration(path: Path, mtime_ns: int) -> dict[str, Any]:
+    """The calibration record at `path` (JSON), read once per file version (`mtime_ns`: every MCU
+    estimate loads the model) and shared, so never mutated; UserInputError unless it is an edgevit
+    latency calibration."""
+    record = json.loads(path.read_text())
+    if record.get("format") != FORMAT:
+        raise UserInputError(f"{path}: not an edgevit latency calibration (format {record.get('format')!r}); "
+                             "re-create it with scripts/calibrate_latency.py")
+    return record
+
+
 @dataclass
 class LatencyModel:
     """Instructions (and ms at `clock_hz`) of int8 Programs on one core; `coefficients` None when the
@@ -274,12 +292,7 @@ class LatencyModel:
             return cls(profile.core, float(profile.clock_hz), dsp,
                        why=f"core {profile.core!r} has no latency calibration ({path.name}; "
                            "scripts/calibrate_latency.py makes one)")
-        record = json.loads(path.read_text())
-        if record.get("format") != FORMAT:
-            from edgevit.errors import UserInputError
-
-            raise UserInputError(f"{path}: not an edgevit latency calibration (format {record.get('format')!r}); "
-                                 "re-create it with scripts/calibrate_latency.py")
+        record = read_calibration(path, path.stat().st_mtime_ns)
         return cls(profile.core, float(profile.clock_hz), dsp, record["coefficients"], dict(record["copy"]),
                    float(record.get("program_scale", {}).get("value", 1.0)), record=record)
 
@@ -296,14 +309,14 @@ class LatencyModel:
 
     def predict(self, program, steps=None) -> float | None:
         """Instructions of one `edgevit_run` of int8 `program` run as `steps` (the plan's; default:
-        planned here), or None when the core is uncalibrated or the Program has an op the
-        calibration never measured."""
-        if not self.available:
+        planned here), or None when the core is uncalibrated, the Program is not an int8 one (the
+        calibration measured int8 kernels only) or it has an op the calibration never measured."""
+        if not self.available or program.tensors[program.inputs[0]].dtype != "int8":
             return None
         if steps is None:
-            from edgevit.backend.planner import plan_program
+            from edgevit.targets.mcu.memory import plan_memory
 
-            steps = plan_program(program).steps
+            steps = plan_memory(program).steps
         kernels = self.kernel_instructions(program, steps)
         return None if kernels is None else self.overhead(program) + self.scale * kernels
 
@@ -319,20 +332,28 @@ class LatencyModel:
         return None if instructions is None else instructions / self.clock_hz * 1e3
 
 
+def estimate_latency_ms(program, steps, profile) -> float | None:
+    """Estimated ms of one inference of `program` run as `steps` (the memory plan's) on an MCU
+    `profile`, from its core's calibration; None when there is no prediction (`LatencyModel.predict`)."""
+    model = LatencyModel.load(profile)
+    return model.latency_ms(model.predict(program, steps))
+
+
 # ---------------------------------------------------------------- measuring on QEMU
 
 def measure_instructions(program, profile, workdir: Path, inputs: np.ndarray | None = None, count: int = 1,
                          seed: int = 0, schedule: str = "fast") -> float:
     """Mean instructions of one `edgevit_run` of int8 `program` on `profile`'s QEMU board: emit the
     artifact (vectors: `inputs` [count, *input shape] or random int8), run it with -icount, SysTick
-    ticks x instructions per tick. RuntimeError unless every output is bit-exact."""
+    ticks x instructions per tick. UserInputError when the profile's runner cannot count instructions,
+    RunFailedError unless every output is bit-exact."""
     import shutil
 
     from edgevit.backend.run import run_artifact
     from edgevit.lower.reference import run_program
     from edgevit.targets.mcu.emit import emit_artifact
     from edgevit.backend.vectors import Vectors
-    from edgevit.backend.planner import plan_program
+    from edgevit.targets.mcu.memory import plan_memory
 
     profile = _profile(profile)
     info = program.tensors[program.inputs[0]]
@@ -343,11 +364,17 @@ def measure_instructions(program, profile, workdir: Path, inputs: np.ndarray | N
     out = Path(workdir) / "artifact"
     shutil.rmtree(out, ignore_errors=True)
     try:
-        emit_artifact(program, profile, plan_program(program, profile), out, vectors=vectors, schedule=schedule)
+        emit_artifact(program, profile, plan_memory(program), out, vectors=vectors, schedule=schedule)
         r = run_artifact(out, "qemu", count=len(inputs), progress=False)
     finally:
         shutil.rmtree(out, ignore_errors=True)
-    if r["instructions_per_tick"] is None or r["matches"] != r["count"]:
-        raise RuntimeError(f"program {program.name!r} on {profile.name}: {r['matches']}/{r['count']} outputs "
-                           f"bit-exact; {r['latency_note']}")
+    if r["instructions_per_tick"] is None:
+        raise UserInputError(f"profile {profile.name}: {r['latency_note']}; calibrate on a profile whose QEMU "
+                             f"board counts instructions (e.g. {', '.join(CORE_PROFILES.values())})")
+    if r["matches"] != r["count"]:
+        from edgevit.backend.errors import RunFailedError
+
+        raise RunFailedError(f"program {program.name!r} on {profile.name}: only {r['matches']}/{r['count']} outputs "
+                             "are bit-exact, so its instruction count is not the program's; this is a bug in the "
+                             "MCU backend (the test vectors say which output differs)")
     return float(np.mean(r["ticks"])) * float(r["instructions_per_tick"])

@@ -1,18 +1,20 @@
 """McuTarget: the Target of `kind: mcu` profiles (Cortex-M microcontrollers).
 
-`estimate` is the planner's figures (no code generation; NAS calls it thousands of times): the
-arena, lower bound, naive plan, the firmware's stack, weights and a code estimate, as the pools
-"sram" (arena + stack) and "flash" (weights + code) against the profile's memories. `Costs.plan`
-carries the MemoryPlan so that `build` uses the very plan whose numbers were reported.
+`estimate` is the arena plan's figures and the firmware's around it (memory.py; no code
+generation, NAS calls it thousands of times): the arena, lower bound, naive plan, the firmware's
+stack, weights and a code estimate, as the pools "sram" (arena + stack) and "flash" (weights +
+code) against the profile's memories. `Costs.plan` carries the MemoryPlan so that `build` uses
+the very plan whose numbers were reported.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from edgevit.backend.costs import Costs, Pool
+from edgevit.backend.costs import Costs
 from edgevit.backend.target import Target
 from edgevit.errors import UserInputError
+from edgevit.targets.mcu.memory import memory_figures, memory_pools, plan_memory
 
 SCHEDULES = ("fast", "reference")
 BUILD_OPTIONS = ("schedule", "passes", "pass_reports", "progress")
@@ -32,14 +34,15 @@ def _mcu_profile(profile):
     return profile
 
 
-def costs_of_plan(plan, program, profile, latency_ms: float | None = None) -> Costs:
-    """The Costs of a MemoryPlan on an MCU profile: pools sram (arena + stack) and flash (weights + code)."""
-    return Costs(pools=(Pool("sram", plan.arena_bytes + plan.stack_bytes, int(profile.memory.sram_bytes),
-                             f"arena {plan.arena_bytes:,} B + stack {plan.stack_bytes:,} B"),
-                        Pool("flash", plan.flash_bytes, int(profile.memory.flash_bytes),
-                             f"weights {plan.weight_bytes:,} B + code {plan.code_bytes:,} B")),
-                 macs=program.macs(), activation_bytes=plan.arena_bytes, latency_ms=latency_ms,
-                 figures=plan.memory_dict(), plan=plan)
+def costs_of_plan(plan, program, profile) -> Costs:
+    """The Costs of a MemoryPlan on an MCU profile: pools sram (arena + stack) and flash (weights +
+    code), the manifest's memory figures (memory.memory_figures), the latency of the core's model
+    (latency.estimate_latency_ms: None for an uncalibrated core or a float Program), the plan."""
+    from edgevit.targets.mcu.latency import estimate_latency_ms
+
+    figures = memory_figures(program, plan, profile)
+    return Costs(pools=memory_pools(figures, profile), macs=program.macs(), activation_bytes=plan.arena_bytes,
+                 latency_ms=estimate_latency_ms(program, plan.steps, profile), figures=figures, plan=plan)
 
 
 class McuTarget(Target):
@@ -50,15 +53,37 @@ class McuTarget(Target):
     default_runner = "qemu"
 
     def plan(self, program, profile, budget: int | None = None):
-        """The static memory plan of `program` on `profile` (planner.plan_program)."""
-        from edgevit.backend.planner import plan_program
-
-        return plan_program(program, _mcu_profile(profile), budget=budget)
+        """The static memory plan of `program` on `profile` (memory.plan_memory)."""
+        _mcu_profile(profile)
+        return plan_memory(program, budget=budget)
 
     def estimate(self, program, profile) -> Costs:
         """Costs of `program` on an MCU `profile` straight from its memory plan (no code generation)."""
         profile = _mcu_profile(profile)
         return costs_of_plan(self.plan(program, profile), program, profile)
+
+    def supports(self, program, profile) -> list[str]:
+        """Reasons the firmware cannot run `program`: not exactly one input and one output, or a kernel
+        whose op/dtype has no kernel (generic or MCU override); [] when it can."""
+        from edgevit.backend.kernels import UnsupportedKernelError, get_kernel
+        from edgevit.lower.ops import kernel_dtype
+        from edgevit.targets.mcu.kernels import KERNEL_PACKAGE
+
+        reasons = []
+        if len(program.inputs) != 1 or len(program.outputs) != 1:
+            reasons.append(f"the firmware API takes one input and gives one output (the program has inputs "
+                           f"{list(program.inputs)}, outputs {list(program.outputs)})")
+        checked: set[tuple[str, str]] = set()
+        for k in program.kernels:
+            key = (k.op, kernel_dtype(k, [program.tensors[t] for t in k.inputs]))
+            if key in checked:
+                continue
+            checked.add(key)
+            try:
+                get_kernel(*key, overrides=KERNEL_PACKAGE)
+            except UnsupportedKernelError as e:
+                reasons.append(f"kernel {k.name!r}: {e}")
+        return reasons
 
     def check_options(self, options: dict[str, Any]) -> None:
         """Known options only; `schedule` one of SCHEDULES."""

@@ -1,5 +1,6 @@
-"""The NAS latency model: checked-in calibrations load and reproduce their recorded validation; work
-features count chunked calls; the non-negative fit; predictions grow with the work; QEMU re-measure (slow)."""
+"""The MCU latency model: checked-in calibrations load and reproduce their recorded validation;
+McuTarget.estimate reports it; work features count chunked calls; the non-negative fit; predictions
+grow with the work; QEMU re-measure (slow)."""
 
 from __future__ import annotations
 
@@ -13,18 +14,31 @@ import pytest
 from edgevit.errors import UserInputError
 from edgevit.model.spec import BlockSpec, ViTSpec
 from edgevit.targets.mcu import latency
-from edgevit.nas.estimate import skeleton_program
 from edgevit.targets.mcu.latency import LatencyModel, fit_coefficients, nnls, program_work, step_calls
-from edgevit.profiles.profile import load_profile
-from edgevit.backend.planner import Step, plan_program
+from edgevit.profiles.profile import load_profile, profile_dir
+from edgevit.targets.mcu.target import McuTarget
+from edgevit.backend.planner import Step
+from edgevit.targets.mcu.memory import plan_memory
 
-ZOO = Path(__file__).resolve().parents[3] / "models"
+ZOO = Path(__file__).resolve().parents[3] / "models"  # tests/targets/mcu/ -> the repository's models/
 CALIBRATED = ("stm32f746-disco", "nrf52840", "corstone-300")
 AIM = 0.10  # whole-model relative error the calibrations aim at
 
 
 def spec_of(name: str) -> ViTSpec:
     return ViTSpec.from_yaml((ZOO / name / "spec.yaml").read_text())
+
+
+def int8_program(spec: ViTSpec):
+    """The int8 Program of `spec` with placeholder weights (the kernels and plan of the real one)."""
+    from edgevit.lower import lower_int8
+    from edgevit.nas.placeholder import placeholder_qmodel
+
+    return lower_int8(placeholder_qmodel(spec))
+
+
+def test_zoo_is_the_repositorys_models_directory() -> None:
+    assert (ZOO / "fmnist-tiny" / "spec.yaml").is_file() and (ZOO.parent / "edgevit").is_dir()
 
 
 @pytest.mark.parametrize("profile", CALIBRATED)
@@ -43,27 +57,42 @@ def test_calibration_loads_and_records_its_validation(profile) -> None:
 
 @pytest.mark.parametrize("profile", CALIBRATED)
 def test_fmnist_tiny_prediction_is_the_recorded_one(profile) -> None:
-    """The skeleton of fmnist-tiny (same kernels and plan as its real int8 Program) predicts exactly
-    what the calibration recorded for the real Program, hence within the recorded error of the
-    QEMU measurement."""
+    """fmnist-tiny with placeholder weights (same kernels and plan as its real int8 Program) predicts
+    exactly what the calibration recorded for the real Program, hence within the recorded error of
+    the QEMU measurement; McuTarget.estimate reports that prediction as latency_ms."""
     model = LatencyModel.load(profile)
-    program = skeleton_program(spec_of("fmnist-tiny"))
-    got = model.predict(program, plan_program(program).steps)
+    program = int8_program(spec_of("fmnist-tiny"))
+    got = model.predict(program, plan_memory(program).steps)
     rec = next(v for v in model.record["validation"] if v["name"] == "fmnist-tiny")
     assert got == pytest.approx(rec["predicted"], rel=1e-9)
     assert abs(got / rec["measured"] - 1.0) <= abs(rec["rel_error"]) + 1e-9
     assert model.latency_ms(got) == pytest.approx(got / load_profile(profile).clock_hz * 1e3)
+    assert McuTarget().estimate(program, profile).latency_ms == model.latency_ms(got)
+
+
+def test_float_programs_and_uncalibrated_cores_have_no_estimated_latency(tmp_path) -> None:
+    from tests.backend.test_planner import make_program
+
+    program = make_program(spec_of("fmnist-tiny").with_blocks(spec_of("fmnist-tiny").blocks[:1]), 0, "float32")
+    assert LatencyModel.load("stm32f746-disco").predict(program) is None
+    assert McuTarget().estimate(program, "stm32f746-disco").latency_ms is None
+    src = (profile_dir() / "stm32f746-disco.yaml").read_text()
+    path = tmp_path / "m3.yaml"
+    path.write_text(src.replace("name: stm32f746-disco", "name: m3").replace("cortex-m7", "cortex-m3")
+                    .replace(", dsp, fpv5-sp-d16", "").replace(", -mfpu=fpv5-sp-d16, -mfloat-abi=hard", ""))
+    costs = McuTarget().estimate(int8_program(spec_of("fmnist-tiny")), path)
+    assert costs.latency_ms is None and costs.memory.used > 0
 
 
 def test_other_cortex_m7_boards_share_the_core_calibration() -> None:
     m7, h7 = LatencyModel.load("stm32f746-disco"), LatencyModel.load("stm32h743")
-    program = skeleton_program(spec_of("fmnist-tiny"))
+    program = int8_program(spec_of("fmnist-tiny"))
     assert h7.predict(program) == pytest.approx(m7.predict(program))
     assert h7.latency_ms(1e6) < m7.latency_ms(1e6)  # 480 MHz vs 216 MHz
 
 
 def test_uncalibrated_and_non_mcu_profiles_predict_none(tmp_path) -> None:
-    program = skeleton_program(spec_of("fmnist-tiny"))
+    program = int8_program(spec_of("fmnist-tiny"))
     cpu = LatencyModel.load("rpi4")
     assert not cpu.available and cpu.predict(program) is None and "cpu" in cpu.why
     missing = LatencyModel.load("stm32f746-disco", path=tmp_path / "none.json")
@@ -76,7 +105,7 @@ def test_uncalibrated_and_non_mcu_profiles_predict_none(tmp_path) -> None:
 
 def test_unknown_op_predicts_none() -> None:
     model = LatencyModel.load("stm32f746-disco")
-    program = skeleton_program(spec_of("fmnist-tiny"))
+    program = int8_program(spec_of("fmnist-tiny"))
     partial = dataclasses.replace(model, coefficients={k: v for k, v in model.coefficients.items() if k != "attention"})
     assert partial.predict(program) is None
 
@@ -98,7 +127,7 @@ def test_more_work_predicts_more_instructions(profile) -> None:
         [scaled(base, merge_r=r) for r in (8, 4, 2)],  # (r = 0 has no merging work: not comparable)
     ]
     for ladder in ladders:
-        programs = [skeleton_program(s) for s in ladder]
+        programs = [int8_program(s) for s in ladder]
         got = [model.predict(p) for p in programs]
         macs = [p.macs() for p in programs]
         assert macs == sorted(macs) and all(g > 0 for g in got)
@@ -109,7 +138,7 @@ def test_chunked_steps_count_each_chunk_as_a_call() -> None:
     assert step_calls(Step((0,))) == [None]
     assert step_calls(Step((0, 1), chunk_rows=4, rows=10)) == [4, 4, 2]
     assert step_calls(Step((0, 1), chunk_rows=5, rows=10)) == [5, 5]
-    program = skeleton_program(spec_of("fmnist-tiny"))
+    program = int8_program(spec_of("fmnist-tiny"))
     i = next(i for i, k in enumerate(program.kernels) if k.name == "blocks.0.mlp.fc1")
     whole = [Step((k,)) for k in range(len(program.kernels))]
     chunked = whole[:i] + [Step((i, i + 1, i + 2), chunk_rows=8, rows=50)] + whole[i + 3:]
@@ -162,6 +191,6 @@ def test_prediction_matches_a_qemu_measurement(tmp_path) -> None:
     program = make_program(spec, 5, "int8")
     profile = load_profile("stm32f746-disco")
     measured = latency.measure_instructions(program, profile, tmp_path, count=2)
-    predicted = LatencyModel.load(profile).predict(program, plan_program(program, profile).steps)
+    predicted = LatencyModel.load(profile).predict(program, plan_memory(program).steps)
     print(f"\nmeasured {measured:,.0f}, predicted {predicted:,.0f} ({predicted / measured - 1:+.1%})")
     assert abs(predicted / measured - 1.0) <= 0.15
