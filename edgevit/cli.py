@@ -85,7 +85,7 @@ def eval_cmd(
     data_root: Optional[Path] = typer.Option(None, "--data-root"),
 ) -> None:
     """Evaluate a checkpoint (optionally after compression passes): top-1, MACs, params, weight bytes."""
-    from edgevit.model.evaluate import evaluate_checkpoint
+    from edgevit.passes.evaluate import evaluate_checkpoint
 
     result = evaluate_checkpoint(model, data, split=split, limit=limit, data_root=data_root, passes=passes,
                                  compare=compare, calib_size=calib_size, progress=True)
@@ -150,18 +150,21 @@ def run_cmd(
     artifact: Path = typer.Argument(..., help="Artifact directory written by `edgevit compile`."),
     runner: Optional[str] = typer.Option(None, "--runner", help="A runner of the artifact's target (default: its default runner; MCU: qemu, host, serial)."),
     count: Optional[int] = typer.Option(None, "--count", min=1, help="Test vectors to run (default: all bundled)."),
-    sanitize: bool = typer.Option(False, "--sanitize", help="host runner: build with -fsanitize=address,undefined."),
+    sanitize: bool = typer.Option(False, "--sanitize", help="Build with -fsanitize=address,undefined (runners that can; MCU: host)."),
     timeout: Optional[float] = typer.Option(None, "--timeout", help="Seconds before the run is aborted."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Run an artifact's test vectors on a runner; check outputs against the reference interpreter."""
-    from edgevit.backend.run import print_result, run_artifact
+    from edgevit.backend.artifact import load_artifact
+    from edgevit.backend.run import pick_runner, print_result, run_vectors
 
-    result = run_artifact(artifact, runner, count=count, sanitize=sanitize, timeout=timeout, progress=not as_json)
+    art = load_artifact(artifact)
+    chosen = pick_runner(art, runner, sanitize=sanitize)
+    result = run_vectors(art, chosen, count=count, timeout=timeout, progress=not as_json)
     if as_json:
         print(json.dumps(result))
     else:
-        print_result(result, Console())
+        print_result(result, Console(), chosen)
     if result.get("matches") != result.get("count"):
         raise typer.Exit(1)
 

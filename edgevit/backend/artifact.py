@@ -3,9 +3,9 @@
 `load_artifact(dir)` reads `manifest.json`, checks its format ("edgevit-artifact", version 1)
 and the sha256 of every file it lists (a missing or modified file is an ArtifactError naming
 it), and returns an `Artifact`. Runners never build inside the artifact: `copy_build_tree`
-copies the listed files under `src/`, `firmware/` and `host/` (and only those, so stale
-objects a user built by hand are never picked up) into a temporary build directory,
-re-checking each file's hash as it is copied.
+copies the listed files under the directories a runner builds from (its `build_dirs`, e.g.
+src/ and firmware/; only listed files, so stale objects a user built by hand are never picked
+up) into a temporary build directory, re-checking each file's hash as it is copied.
 
 The manifest's `files` section may map path -> hex digest, path -> {"sha256": digest, ...},
 or be a list of {"path": ..., "sha256": ...}; digests may carry a "sha256:" prefix.
@@ -23,10 +23,11 @@ import numpy as np
 
 from edgevit.errors import ProfileError
 from edgevit.backend.errors import ArtifactError
+from edgevit.backend.vectors import Vectors
 
 FORMAT = "edgevit-artifact"
 VERSION = 1
-BUILD_DIRS = ("src", "firmware", "host")
+INPUTS = "vectors/inputs.npy"
 EXPECTED = "vectors/expected.npy"
 LABELS = "vectors/labels.npy"
 RECOMPILE = "recompile it with `edgevit compile`"
@@ -35,24 +36,6 @@ RECOMPILE = "recompile it with `edgevit compile`"
 def sha256_bytes(data: bytes) -> str:
     """Hex sha256 of `data`."""
     return hashlib.sha256(data).hexdigest()
-
-
-@dataclass(frozen=True)
-class Vectors:
-    """The bundled test vectors: `expected` [V, *output shape] (reference outputs), `labels` [V]."""
-
-    expected: np.ndarray
-    labels: np.ndarray
-
-    @property
-    def count(self) -> int:
-        """How many vectors the artifact bundles."""
-        return int(self.expected.shape[0])
-
-    @property
-    def output_bytes(self) -> int:
-        """Bytes of one output (EDGEVIT_OUTPUT_SIZE x element size)."""
-        return int(self.expected[0].nbytes) if self.count else 0
 
 
 @dataclass(frozen=True)
@@ -80,17 +63,23 @@ class Artifact:
         return info
 
     def load_vectors(self) -> Vectors:
-        """expected.npy and labels.npy, checked to agree in count (ArtifactError otherwise)."""
-        self.require(EXPECTED, LABELS, why="checking the outputs")
-        expected, labels = (_load_npy(self.root / p, p) for p in (EXPECTED, LABELS))
+        """The bundled test vectors (vectors/inputs.npy, expected.npy, labels.npy), checked to agree
+        in count and with the manifest's output dtype (ArtifactError otherwise)."""
+        self.require(INPUTS, EXPECTED, LABELS, why="checking the outputs")
+        inputs, expected, labels = (_load_npy(self.root / p, p) for p in (INPUTS, EXPECTED, LABELS))
         if expected.ndim < 1 or labels.ndim != 1 or labels.shape[0] != expected.shape[0]:
             raise ArtifactError(f"{self.root}: {EXPECTED} has shape {expected.shape} but {LABELS} has shape "
                                 f"{labels.shape}; they must hold one row / one label per vector; {RECOMPILE}")
+        if inputs.ndim < 1 or inputs.shape[0] != expected.shape[0]:
+            raise ArtifactError(f"{self.root}: {INPUTS} has shape {inputs.shape} but {EXPECTED} has shape "
+                                f"{expected.shape}; they must hold one row per vector; {RECOMPILE}")
         declared = manifest_output_dtype(self.manifest)
         if declared is not None and np.dtype(declared) != expected.dtype:
             raise ArtifactError(f"{self.root}: the manifest's program output dtype is {declared} but {EXPECTED} "
                                 f"holds {expected.dtype}; {RECOMPILE}")
-        return Vectors(expected, labels)
+        section = self.manifest.get("vectors")
+        source = section.get("source") if isinstance(section, dict) else None
+        return Vectors(inputs, expected, labels, source if isinstance(source, str) else str(self.root / "vectors"))
 
     def profile(self):
         """The device Profile the artifact was compiled for (embedded in the manifest, or by name)."""
@@ -106,11 +95,12 @@ class Artifact:
             return int(program["macs"])
         return None
 
-    def copy_build_tree(self, dest: Path) -> Path:
-        """Copy the listed files under src/, firmware/, host/ into `dest` (same relative layout),
-        checking each file's sha256 again as it is copied; returns `dest`."""
+    def copy_build_tree(self, dest: Path, dirs: tuple[str, ...]) -> Path:
+        """Copy the listed files under the top-level directories `dirs` (e.g. ("src", "firmware"))
+        into `dest` (same relative layout), checking each file's sha256 again as it is copied;
+        returns `dest`."""
         for rel, digest in sorted(self.files.items()):
-            if rel.split("/", 1)[0] not in BUILD_DIRS:
+            if rel.split("/", 1)[0] not in dirs:
                 continue
             data = _read_verified(self.root, rel, digest)
             target = dest / rel

@@ -59,8 +59,7 @@ def _calibrate_and_lower(model, passes: str | None, calib, calib_size: int | Non
     if not passes:
         say("lowering")
         return lower(model), []
-    from edgevit.passes.pipeline import parse_pipeline
-    from edgevit.passes.pipeline import run_pipeline
+    from edgevit.passes.pipeline import parse_pipeline, run_pipeline
 
     steps = parse_pipeline(passes)
     if calib_size is not None:

@@ -1,6 +1,6 @@
-"""Errors of the hardware-in-the-loop runners (all user-facing; see edgevit/errors.py).
+"""Errors of the runners (all user-facing; see edgevit/errors.py).
 
-- ToolchainError (exit 2): a program the runner needs (make, gcc, arm-none-eabi-gcc, QEMU) is
+- ToolchainError (exit 2): a program the runner needs (a compiler, make, an emulator) is
   missing; the message names the binary and the apt package that provides it.
 - ArtifactError (exit 2): the artifact directory is incomplete, modified after `edgevit compile`
   (sha256 mismatch) or not an edgevit artifact.

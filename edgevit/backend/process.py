@@ -17,29 +17,23 @@ from pathlib import Path
 
 from edgevit.backend.errors import RunFailedError, RunTimeoutError, ToolchainError, output_tail
 
-ARM_APT_PACKAGES = "gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm"
-APT_PACKAGES = {
-    "make": "make",
-    "gcc": "gcc",
-    "arm-none-eabi-gcc": "gcc-arm-none-eabi libnewlib-arm-none-eabi",
-    "qemu-system-arm": "qemu-system-arm",
-    "qemu-system-aarch64": "qemu-system-arm",
-}
 BUILD_TIMEOUT_S = 900.0
 LINK_OVERFLOW = ("will not fit in region", "overflowed by")
 
 
 @dataclass(frozen=True)
 class Tool:
-    """A program a runner needs: its name on PATH and what it is needed for."""
+    """A program a runner needs: its name on PATH, what it is needed for and the Debian/Ubuntu
+    package(s) that provide it (space-separated; empty: a package named like the binary)."""
 
     binary: str
     purpose: str
+    packages: str = ""
 
     @property
     def apt(self) -> str:
-        """The Debian/Ubuntu package(s) that provide it."""
-        return APT_PACKAGES.get(self.binary, self.binary)
+        """The Debian/Ubuntu package(s) to install for it."""
+        return self.packages or self.binary
 
 
 @dataclass(frozen=True)
@@ -52,16 +46,16 @@ class ProcessOutput:
     elapsed_s: float
 
 
-def require_tools(tools: list[Tool], runner: str) -> dict[str, str]:
+def require_tools(tools: list[Tool], runner: str, install_hint: str = "") -> dict[str, str]:
     """{binary: absolute path} for each tool; one ToolchainError naming every missing binary and
-    the apt packages to install."""
+    the apt packages to install (followed by `install_hint` in parentheses, if given)."""
     found = {t.binary: shutil.which(t.binary) for t in tools}
     missing = [t for t in tools if not found[t.binary]]
     if missing:
         names = ", ".join(f"`{t.binary}` ({t.purpose})" for t in missing)
         packages = " ".join(dict.fromkeys(p for t in missing for p in t.apt.split()))
         raise ToolchainError(f"the {runner} runner needs {names}, not found on PATH; install with "
-                             f"`sudo apt-get install {packages}` (all MCU tools: {ARM_APT_PACKAGES})")
+                             f"`sudo apt-get install {packages}`" + (f" ({install_hint})" if install_hint else ""))
     return {name: str(path) for name, path in found.items()}
 
 
@@ -69,7 +63,7 @@ def run_process(cmd: list[str], *, cwd: Path, timeout: float, what: str, env: di
                 check: bool = True) -> ProcessOutput:
     """Run `cmd` in its own process group, capturing stdout/stderr (decoded leniently).
 
-    `what` names the step in errors ("firmware build", "qemu run"). On timeout the whole group is
+    `what` names the step in errors (e.g. "the host run"). On timeout the whole group is
     killed and RunTimeoutError carries the partial output; with check=True a non-zero exit is a
     RunFailedError with the tail of stderr and stdout."""
     start = time.monotonic()

@@ -4,15 +4,16 @@ The test main prints, for each vector it runs, in order:
 
     EV <index> <ticks> <hex bytes of the output>
 
-(`index` from 0, decimal; `ticks` the SysTick counts `edgevit_run` took, decimal, 0 on the host;
+(`index` from 0, decimal; `ticks` the device timer's ticks `edgevit_run` took, decimal, 0 where
+nothing is timed (what a tick is, is the runner's: `Runner.tick_name`, e.g. SysTick ticks on an MCU);
 the output's bytes in memory order, two hex digits each, either contiguous or separated by
 spaces) and finally `EV-END <count>`; when `edgevit_run` fails it prints `EV-ERROR <index> <code>` and
 exits with 1 (see describe_ev_error). Lines whose first word is neither `EV` nor `EV-END` (a
-debug printf, a QEMU warning) are ignored. Everything else that looks like the protocol but is
+debug printf, an emulator's warning) are ignored. Everything else that looks like the protocol but is
 not — a short or long output, a bad number, an index out of order, a missing `EV-END`, a count
 that disagrees — raises ProtocolError with the offending line and the tail of the output.
-The same parser serves every transport (host stdout, QEMU semihosting, a board's UART: `\\r\\n`
-line ends are fine).
+The same parser serves every transport (a program's stdout, an emulator's semihosting, a board's
+UART: `\\r\\n` line ends are fine).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ class ProtocolError(RunFailedError):
 
 @dataclass(frozen=True)
 class VectorOutput:
-    """One `EV` line: the vector index, the SysTick ticks it took and the raw output bytes."""
+    """One `EV` line: the vector index, the timer ticks it took and the raw output bytes."""
 
     index: int
     ticks: int
@@ -48,7 +49,7 @@ class DeviceRun:
 
     @property
     def ticks(self) -> list[int]:
-        """SysTick ticks per vector, in order."""
+        """Timer ticks per vector, in order."""
         return [v.ticks for v in self.vectors]
 
 

@@ -1,13 +1,16 @@
 """`edgevit run`: run an artifact's bundled test vectors on a runner and check every output.
 
-    result = run_artifact("out/tiny", "qemu", count=10)     # dict, JSON-able
-    print_result(result, Console())
+    result = run_artifact("out/tiny", count=10)      # dict, JSON-able; the artifact's default runner
+    art = load_artifact("out/tiny"); runner = pick_runner(art, "host")
+    print_result(run_vectors(art, runner), Console(), runner)
 
-Steps: verify the artifact (hashes), pick the runner, check its tools, build and run in a
-temporary directory, parse the EV lines (protocol.py), compare with `vectors/expected.npy`
-(the reference interpreter's outputs: bit-exact for integer outputs; float outputs within
-1e-4 relative, see `outputs_match`), top-1 against `vectors/labels.npy`, and turn SysTick
-ticks into an instruction count (qemu) and a latency *estimate* at the profile's clock.
+Steps: verify the artifact (hashes), pick the runner among those the manifest's `target`
+section lists, check its tools, build and run in a temporary directory, parse the EV lines
+(protocol.py), compare with `vectors/expected.npy` (the reference interpreter's outputs:
+bit-exact for integer outputs; float outputs within 1e-4 relative, see `outputs_match`), top-1
+against `vectors/labels.npy`, and, when the runner counts instructions, turn its ticks into an
+instruction count and a latency *estimate* at the profile's clock (the runner says what that
+estimate is worth: `Runner.latency_note`, `Runner.uncounted_reason`).
 """
 
 from __future__ import annotations
@@ -19,14 +22,13 @@ from typing import Iterator
 import numpy as np
 
 from edgevit.errors import UserInputError
-from edgevit.backend.artifact import Vectors, load_artifact
+from edgevit.backend.artifact import Artifact, load_artifact
 from edgevit.backend.protocol import DeviceRun, parse_output
 from edgevit.backend.runner import Runner, Stage, get_runner
+from edgevit.backend.vectors import Vectors
 
 FLOAT_RTOL = 1e-4
 SHOWN_MISMATCHES = 10
-LATENCY_NOTE = ("estimate: instructions counted by QEMU (-icount) at the profile's clock, assuming 1 instruction "
-                "per cycle; QEMU models no pipeline, caches or flash wait states")
 
 
 def run_artifact(artifact: str | Path, runner: str | Runner | None = None, count: int | None = None,
@@ -42,11 +44,18 @@ def run_artifact(artifact: str | Path, runner: str | Runner | None = None, count
     elapsed_s, sanitize. Raises ArtifactError / ToolchainError / UserInputError (exit 2) and
     RunFailedError (exit 1) with messages for people."""
     art = load_artifact(artifact)
+    run = runner if isinstance(runner, Runner) else pick_runner(art, runner, sanitize=sanitize, keep_build=keep_build)
+    return run_vectors(art, run, count=count, timeout=timeout, progress=progress)
+
+
+def run_vectors(art: Artifact, run: Runner, count: int | None = None, timeout: float | None = None,
+                progress: bool = True) -> dict:
+    """Build and run the first `count` (default: all) bundled vectors of the loaded artifact `art`
+    on the runner `run` (see pick_runner) and return the checked result dict (run_artifact's keys)."""
     vectors = art.load_vectors()
     count = resolve_count(count, vectors.count, art.root)
     if timeout is not None and timeout <= 0:
         raise UserInputError(f"--timeout must be a positive number of seconds (got {timeout})")
-    run = runner if isinstance(runner, Runner) else pick_runner(art, runner, sanitize=sanitize, keep_build=keep_build)
     profile = art.profile()
     run.check(art, profile)
     limit = timeout if timeout is not None else run.default_timeout(art, profile, count)
@@ -54,15 +63,14 @@ def run_artifact(artifact: str | Path, runner: str | Runner | None = None, count
         out = run.execute(art, profile, count, limit, stage)
     device = parse_output(out.text, count, vectors.output_bytes, source=f"{out.source} output")
     result = {"runner": run.name, "source": out.source, "profile": profile.name,
-              "machine": profile.emulator.machine, "clock_hz": int(profile.clock_hz), "artifact": str(art.root),
+              "machine": run.machine(profile), "clock_hz": int(profile.clock_hz), "artifact": str(art.root),
               "bundled": vectors.count, "sanitize": bool(run.sanitize), "elapsed_s": round(out.elapsed_s, 3)}
     result.update(check_outputs(device, vectors))
-    result.update(timing(device, run.instructions_per_tick(profile) if run.counts_instructions else None,
-                         profile.clock_hz, run.name, profile.emulator.machine))
+    result.update(timing(device.ticks, run, profile))
     return result
 
 
-def pick_runner(art, name: str | None, **options) -> Runner:
+def pick_runner(art: Artifact, name: str | None, **options) -> Runner:
     """The runner called `name` (None: the artifact's default runner) among those of the artifact's
     target; UserInputError (exit 2) listing the runners that can serve it otherwise."""
     from edgevit.backend.target import get_target
@@ -70,9 +78,9 @@ def pick_runner(art, name: str | None, **options) -> Runner:
     info = art.target_info()
     target = get_target(info["kind"])
     chosen = name or info.get("default_runner") or target.default_runner
-    if chosen not in info.get("runners", sorted(target.runners())):
+    if chosen not in info["runners"]:
         raise UserInputError(f"--runner {chosen!r} cannot run {art.root} (a {info['kind']} artifact); runners that "
-                             f"can: {', '.join(info.get('runners', []))}")
+                             f"can: {', '.join(info['runners']) or 'none'}")
     return get_runner(chosen, target, **options)
 
 
@@ -132,21 +140,19 @@ def _top1(outputs: np.ndarray, labels: np.ndarray) -> float:
         return float(np.mean(np.argmax(flat, axis=1) == labels.astype(np.int64)))
 
 
-def timing(device: DeviceRun, per_tick: float | None, clock_hz: float, runner: str, machine: str | None) -> dict:
-    """ticks, instructions_per_tick, instructions_per_inference (mean ticks x per_tick) and the
-    estimated latency in ms at `clock_hz` (1 instruction per cycle), with a note saying what it is."""
-    ticks = device.ticks
+def timing(ticks: list[int], run: Runner, profile) -> dict:
+    """ticks (per vector), instructions_per_tick, instructions_per_inference (mean ticks x the
+    runner's instructions per tick) and estimated_latency_ms at the profile's clock (1 instruction
+    per cycle), with latency_note: what the estimate is, or why there is none (both the runner's)."""
+    per_tick = run.instructions_per_tick(profile) if run.counts_instructions else None
     result = {"ticks": ticks, "instructions_per_tick": per_tick, "instructions_per_inference": None,
               "estimated_latency_ms": None}
-    if per_tick is None:
-        why = (f"QEMU machine {machine!r} has no calibrated instructions-per-tick figure (edgevit/targets/mcu/runners/qemu.py)"
-               if runner == "qemu" else f"the {runner} runner does not count instructions")
+    why = run.uncounted_reason(profile, ticks)
+    if why is not None:
         return {**result, "latency_note": f"no instruction count: {why}"}
-    if not any(ticks):
-        return {**result, "latency_note": "no instruction count: the firmware reported 0 SysTick ticks"}
     instructions = float(np.mean(ticks)) * per_tick
     return {**result, "instructions_per_inference": round(instructions),
-            "estimated_latency_ms": instructions / float(clock_hz) * 1e3, "latency_note": LATENCY_NOTE}
+            "estimated_latency_ms": instructions / float(profile.clock_hz) * 1e3, "latency_note": run.latency_note}
 
 
 @contextmanager
@@ -160,8 +166,8 @@ def _progress(enabled: bool) -> Iterator[Stage]:
         yield lambda message: status.update(message)
 
 
-def print_result(result: dict, console) -> None:
-    """Print a run's result (from run_artifact) for people on a Rich console."""
+def print_result(result: dict, console, runner: Runner) -> None:
+    """Print a run's result (from run_vectors on `runner`) for people on a Rich console."""
     n, ok = result["count"], result["matches"]
     console.print(f"[bold]{result['artifact']}[/] on {result['source']} (profile {result['profile']}), "
                   f"{n} vector{'s' if n != 1 else ''}")
@@ -171,7 +177,7 @@ def print_result(result: dict, console) -> None:
     console.print(f"  top-1          {result['top1']:.2%} on the device, {result['reference_top1']:.2%} reference")
     if result["instructions_per_inference"] is not None:
         console.print(f"  instructions   {result['instructions_per_inference']:,} per inference "
-                      f"({result['instructions_per_tick']:g} per SysTick tick)")
+                      f"({result['instructions_per_tick']:g} per {runner.tick_name})")
         console.print(f"  latency        ~{result['estimated_latency_ms']:.3f} ms at {result['clock_hz'] / 1e6:g} MHz "
                       "(an estimate, not a measurement)")
         console.print(f"                 [dim]{result['latency_note']}[/]")

@@ -2,11 +2,14 @@
 
 A runner turns a verified Artifact into the device's raw output text (the `EV` protocol lines,
 edgevit/backend/protocol.py); edgevit/backend/run.py parses and checks that text. Runners that build
-from the artifact's sources follow one template (`Runner.execute`): copy the artifact's
-src/, firmware/, host/ into a fresh temporary directory (the artifact is never written to),
-`build` there, then run the command `build` returned under a time limit. A runner for real
-boards (serial.py) overrides `execute` to flash and read a UART instead, and returns the
-same RunOutput.
+from the artifact's sources follow one template (`Runner.execute`): copy the artifact directories
+the runner builds from (`build_dirs`) into a fresh temporary directory (the artifact is never
+written to), `build` there, then run the command `build` returned under a time limit. A runner
+for real boards overrides `execute` to flash and read a UART instead, and returns the same RunOutput.
+
+What the EV ticks mean is the runner's business too: whether they count executed instructions
+(`counts_instructions`, `instructions_per_tick`), what one tick is called (`tick_name`), what the
+latency estimate derived from them is (`latency_note`) or why there is none (`uncounted_reason`).
 
 A target lists its runner classes (`Target.runners()`); `get_runner(name, target)` picks one.
 """
@@ -35,7 +38,7 @@ class RunOutput:
     """The raw result of a run: the text carrying the EV lines, where it came from, wall time."""
 
     text: str
-    source: str  # e.g. "qemu-system-arm -M mps2-an500", "host model_host"
+    source: str  # the runner's `source(profile)`, e.g. "host model_host"
     elapsed_s: float
     build_dir: Path | None = None  # kept build directory, if the runner was asked to keep it
 
@@ -45,13 +48,16 @@ class Runner(ABC):
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
+    build_dirs: ClassVar[tuple[str, ...]] = ()  # top-level artifact directories copied into the build dir
     counts_instructions: ClassVar[bool] = False  # True when EV ticks measure executed work
+    tick_name: ClassVar[str] = "tick"  # what one EV tick is, for people (e.g. "SysTick tick")
+    latency_note: ClassVar[str] = ("estimate: instructions counted by the runner at the profile's clock, "
+                                   "assuming 1 instruction per cycle")
+    install_hint: ClassVar[str] = ""  # added to the install command when a tool is missing
 
     def __init__(self, *, sanitize: bool = False, keep_build: Path | None = None) -> None:
-        """sanitize: build with ASan/UBSan (host only); keep_build: copy the build dir there after the run."""
-        if sanitize and not self.supports_sanitize():
-            raise UserInputError(f"--sanitize only applies to the host runner (got --runner {self.name}); "
-                                 "run `edgevit run DIR --runner host --sanitize`")
+        """sanitize: build with ASan/UBSan (runners whose supports_sanitize() is True; get_runner
+        refuses the others); keep_build: copy the build dir there after the run."""
         self.sanitize = sanitize
         self.keep_build = keep_build
 
@@ -70,7 +76,7 @@ class Runner(ABC):
 
     def check(self, artifact: Artifact, profile) -> None:
         """ToolchainError / ArtifactError when a tool or a needed artifact file is missing."""
-        require_tools(self.tools(profile), self.name)
+        require_tools(self.tools(profile), self.name, self.install_hint)
         if self.required_files():
             artifact.require(*self.required_files(), why=f"the {self.name} runner")
 
@@ -82,6 +88,20 @@ class Runner(ABC):
         """Executed instructions per EV tick on this runner/profile, or None when ticks mean nothing."""
         return None
 
+    def uncounted_reason(self, profile, ticks: list[int]) -> str | None:
+        """Why the EV ticks of a run (one per vector) give no instruction count, None when they do."""
+        if not self.counts_instructions:
+            return f"the {self.name} runner does not count instructions"
+        if self.instructions_per_tick(profile) is None:
+            return f"the {self.name} runner has no instructions-per-tick figure for profile {profile.name!r}"
+        if not any(ticks):
+            return f"the program reported 0 {self.tick_name}s"
+        return None
+
+    def machine(self, profile) -> str | None:
+        """The (emulated) machine the program runs on, for the result's `machine` (None: not known)."""
+        return None
+
     def build(self, workdir: Path, profile, count: int) -> tuple[list[str], Path]:
         """Build the copied sources in `workdir` for `count` vectors; return (command, cwd) to run."""
         raise NotImplementedError
@@ -90,7 +110,7 @@ class Runner(ABC):
         """Copy, build and run the artifact's first `count` vectors; return the program's stdout.
         Raises RunFailedError (build failure, crash, non-zero exit) or RunTimeoutError."""
         with build_directory(self.keep_build) as workdir:
-            artifact.copy_build_tree(workdir)
+            artifact.copy_build_tree(workdir, self.build_dirs)
             stage(f"building for {self.name}")
             cmd, cwd = self.build(workdir, profile, count)
             stage(f"running {count} vector{'s' if count != 1 else ''} on {self.name}")
@@ -156,9 +176,16 @@ def runners_of(target) -> dict[str, type[Runner]]:
 
 def get_runner(name: str, target, **options) -> Runner:
     """An instance of `target`'s runner called `name` (options: sanitize, keep_build, runner-specific
-    ones); UserInputError listing the target's runners when it has no such runner."""
+    ones); UserInputError listing the target's runners when it has no such runner, or the ones
+    that can sanitize when sanitize=True asks a runner that cannot."""
     runners = runners_of(target)
     if name not in runners:
         choices = ", ".join(f"{n} ({runners[n].description})" for n in sorted(runners)) or "none"
         raise UserInputError(f"--runner {name!r} cannot run a {target.kind} artifact; runners that can: {choices}")
+    if options.get("sanitize") and not runners[name].supports_sanitize():
+        able = sorted(n for n, cls in runners.items() if cls.supports_sanitize())
+        if not able:
+            raise UserInputError(f"--sanitize: no runner of a {target.kind} artifact builds with sanitizers")
+        raise UserInputError(f"--sanitize only applies to the {' / '.join(able)} runner (got --runner {name}); "
+                             f"run `edgevit run DIR --runner {able[0]} --sanitize`")
     return runners[name](**options)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, ClassVar
 
 from edgevit.backend.costs import Costs
-from edgevit.errors import UserInputError
+from edgevit.errors import EdgevitError, UserInputError
 
 TARGETS_PACKAGE = "edgevit.targets"
 
@@ -99,9 +99,11 @@ def unregister_target(name: str) -> None:
 
 
 def target_names() -> list[str]:
-    """Every target name: the packages under edgevit/targets/ and the registered ones, sorted."""
+    """Every target name: the packages under edgevit/targets/ that expose `TARGET` and the registered
+    ones, sorted."""
     pkg = importlib.import_module(TARGETS_PACKAGE)
-    found = {m.name for m in pkgutil.iter_modules(pkg.__path__) if m.ispkg}
+    found = {m.name for m in pkgutil.iter_modules(pkg.__path__) if m.ispkg
+             and hasattr(importlib.import_module(f"{TARGETS_PACKAGE}.{m.name}"), "TARGET")}
     return sorted(found | set(_REGISTERED))
 
 
@@ -110,12 +112,20 @@ def target_name_of(profile) -> str:
     return getattr(profile, "target", None) or profile.kind
 
 
+def _named(target: Target, name: str) -> Target:
+    """`target`, checked to carry the name it was found by (artifacts record `kind` to find it again)."""
+    if target.kind != name:
+        raise EdgevitError(f"target {name!r} says its kind is {target.kind!r}; a Target's kind must be the name "
+                           "it is found by (its package under edgevit/targets/ or its register_target name)")
+    return target
+
+
 def get_target(profile_or_name) -> Target:
     """The Target for a Profile (see `target_name_of`) or a target name; UserInputError naming the
     profile and the known targets when there is none."""
     name = profile_or_name if isinstance(profile_or_name, str) else target_name_of(profile_or_name)
     if name in _REGISTERED:
-        return _REGISTERED[name]()
+        return _named(_REGISTERED[name](), name)
     if name.isidentifier():
         try:
             module = importlib.import_module(f"{TARGETS_PACKAGE}.{name}")
@@ -125,7 +135,7 @@ def get_target(profile_or_name) -> Target:
             module = None
         cls = getattr(module, "TARGET", None)
         if cls is not None:
-            return cls()
+            return _named(cls(), name)
     what = name if isinstance(profile_or_name, str) else f"profile {profile_or_name.name!r} ({name})"
     raise UserInputError(f"{what}: no backend can compile for it yet; targets available: "
                          f"{', '.join(target_names())}. Choose a profile of one of those kinds "

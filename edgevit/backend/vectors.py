@@ -5,7 +5,8 @@ normalised exactly as the model does (`Normalization.apply`, float32) and, for i
 programs, quantized with `edgevit.lower.reference.quantize_input`. `expected` is what
 `run_program` computes for them: every backend must reproduce it bit-exactly (int8) or within
 1e-4 relative (float32). Artifacts carry them as `vectors/{inputs,expected,labels}.npy`
-(`vector_npy_files`); a target may also compile them into its test program.
+(`vector_npy_files`, read back by `Artifact.load_vectors`); a target may also compile them into
+its test program.
 """
 
 from __future__ import annotations
@@ -34,6 +35,11 @@ class Vectors:
     def count(self) -> int:
         """Number of vectors."""
         return int(self.inputs.shape[0])
+
+    @property
+    def output_bytes(self) -> int:
+        """Bytes of one expected output (output elements x element size; 0 without vectors)."""
+        return int(self.expected[0].nbytes) if self.count else 0
 
 
 def _io_names(program) -> tuple[str, str]:

@@ -6,6 +6,9 @@ src/ (edgevit_model.h, model.c, weights.c, kernels.c, vectors.c/.h), vectors/*.n
 firmware/ (startup.c, linker.ld from the profile's memory map with the DEVICE's sizes,
 Makefile, main.c printing the EV lines with SysTick ticks), host/Makefile and manifest.json
 with the sha256 of every other file. Variants exercise the runners' error paths.
+
+The fixtures `int8_artifact` and `float_artifact` are defined here and imported by the
+conftest.py of every test directory that runs artifacts (tests/backend, tests/targets/mcu/runners).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from edgevit.profiles.profile import load_profile
 
@@ -268,3 +272,15 @@ def build_artifact(root: Path, *, dtype: str = "int8", n: int = 5, profile: str 
                 "vectors": {"count": n, "source": "synthetic"}}
     write_manifest(root, manifest)
     return root
+
+
+@pytest.fixture
+def int8_artifact(tmp_path):
+    """A 5-vector int8 artifact for stm32f746-disco (QEMU mps2-an500)."""
+    return build_artifact(tmp_path / "int8")
+
+
+@pytest.fixture
+def float_artifact(tmp_path):
+    """A 5-vector float32 artifact for stm32f746-disco."""
+    return build_artifact(tmp_path / "float", dtype="float32")

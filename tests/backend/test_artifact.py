@@ -9,7 +9,9 @@ import pytest
 
 from edgevit.backend.artifact import load_artifact
 from edgevit.backend.errors import ArtifactError
-from synth_artifact import write_manifest
+from edgevit.backend.run import run_artifact
+from edgevit.backend.vectors import Vectors
+from tests.backend.synth_artifact import IN_SIZE, write_manifest
 
 
 def _manifest(root):
@@ -19,7 +21,9 @@ def _manifest(root):
 def test_loads_and_reads_vectors_and_profile(int8_artifact):
     art = load_artifact(int8_artifact)
     vec = art.load_vectors()
+    assert isinstance(vec, Vectors) and vec.source == "synthetic"
     assert vec.count == 5 and vec.output_bytes == 4 and vec.expected.dtype == np.int8
+    assert vec.inputs.shape == (5, IN_SIZE) and vec.labels.shape == (5,)
     assert art.profile().name == "stm32f746-disco" and art.profile().emulator.machine == "mps2-an500"
     assert art.macs_per_inference() == 24 * 4
     assert "src/model.c" in art.files and "manifest.json" not in art.files
@@ -84,6 +88,20 @@ def test_expected_and_labels_must_agree(int8_artifact):
         load_artifact(int8_artifact).load_vectors()
 
 
+def test_inputs_and_expected_must_agree(int8_artifact):
+    np.save(int8_artifact / "vectors" / "inputs.npy", np.zeros((4, IN_SIZE), np.int8))
+    write_manifest(int8_artifact, {k: v for k, v in _manifest(int8_artifact).items() if k != "files"})
+    with pytest.raises(ArtifactError, match="vectors/inputs.npy has shape"):
+        load_artifact(int8_artifact).load_vectors()
+
+
+def test_manifest_without_target_section_must_be_recompiled(int8_artifact):
+    write_manifest(int8_artifact, {k: v for k, v in _manifest(int8_artifact).items() if k not in ("files", "target")})
+    with pytest.raises(ArtifactError, match=r"no `target` section.*recompile it with `edgevit compile`") as e:
+        run_artifact(int8_artifact, "host", progress=False)
+    assert e.value.exit_code == 2
+
+
 def test_manifest_dtype_must_match_expected(int8_artifact):
     m = _manifest(int8_artifact)
     m["program"]["output"]["dtype"] = "float32"
@@ -92,13 +110,14 @@ def test_manifest_dtype_must_match_expected(int8_artifact):
         load_artifact(int8_artifact).load_vectors()
 
 
-def test_copy_build_tree_copies_only_listed_build_files(int8_artifact, tmp_path):
+def test_copy_build_tree_copies_only_listed_files_of_the_given_dirs(int8_artifact, tmp_path):
     (int8_artifact / "firmware" / "firmware.elf").write_bytes(b"stale")  # a user's own build: not listed
     art = load_artifact(int8_artifact)
-    dest = art.copy_build_tree(tmp_path / "build")
+    dest = art.copy_build_tree(tmp_path / "build", ("src", "firmware"))
     copied = sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file())
-    assert copied == sorted(p for p in art.files if p.split("/")[0] in ("src", "firmware", "host"))
-    assert "firmware/firmware.elf" not in copied and "vectors/expected.npy" not in copied
+    assert copied == sorted(p for p in art.files if p.split("/")[0] in ("src", "firmware"))
+    assert "firmware/firmware.elf" not in copied and "host/Makefile" not in copied
+    assert "vectors/expected.npy" not in copied
     (int8_artifact / "src" / "kernels.c").write_text("changed after loading\n")
     with pytest.raises(ArtifactError, match="src/kernels.c"):
-        art.copy_build_tree(tmp_path / "build2")
+        art.copy_build_tree(tmp_path / "build2", ("src",))

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from edgevit.backend.protocol import DeviceRun, VectorOutput
 from edgevit.backend.run import outputs_match, timing
+from edgevit.backend.runner import Runner
 
 
 @settings(max_examples=20, deadline=None)
@@ -38,17 +40,35 @@ def test_float_relative_tolerance_is_scale_free(ref, scale):
     assert not outputs_match(nan, ref)[0][0]
 
 
-def _run(ticks):
-    return DeviceRun(tuple(VectorOutput(i, t, b"") for i, t in enumerate(ticks)), len(ticks))
+class _CountingRunner(Runner):
+    """A runner whose ticks count 40 instructions each, except on the profile named "uncalibrated"."""
+
+    name = "counting"
+    counts_instructions = True
+    tick_name = "cycle"
+    latency_note = "estimate: counted by the test runner"
+
+    def tools(self, profile):
+        return []
+
+    def instructions_per_tick(self, profile):
+        return None if profile.name == "uncalibrated" else 40.0
 
 
-def test_timing_figures_and_notes():
-    t = timing(_run([100, 102]), 40.0, 200e6, "qemu", "mps2-an500")
+class _QuietRunner(_CountingRunner):
+    name = "quiet"
+    counts_instructions = False
+
+
+def test_timing_figures_and_notes_come_from_the_runner():
+    profile = SimpleNamespace(name="board", clock_hz=200e6)
+    t = timing([100, 102], _CountingRunner(), profile)
     assert t["instructions_per_inference"] == 4040 and t["estimated_latency_ms"] == 4040 / 200e6 * 1e3
-    assert t["ticks"] == [100, 102] and "estimate" in t["latency_note"]
-    unknown = timing(_run([100]), None, 200e6, "qemu", "mps2-an505")
-    assert unknown["instructions_per_inference"] is None and "mps2-an505" in unknown["latency_note"]
-    host = timing(_run([0]), None, 200e6, "host", None)
-    assert host["estimated_latency_ms"] is None and "does not count" in host["latency_note"]
-    zero = timing(_run([0, 0]), 40.0, 200e6, "qemu", "mps2-an500")
-    assert zero["instructions_per_inference"] is None and "0 SysTick ticks" in zero["latency_note"]
+    assert t["ticks"] == [100, 102] and t["latency_note"] == "estimate: counted by the test runner"
+    unknown = timing([100], _CountingRunner(), SimpleNamespace(name="uncalibrated", clock_hz=200e6))
+    assert unknown["instructions_per_inference"] is None and "'uncalibrated'" in unknown["latency_note"]
+    quiet = timing([0], _QuietRunner(), profile)
+    assert quiet["estimated_latency_ms"] is None and quiet["instructions_per_tick"] is None
+    assert quiet["latency_note"] == "no instruction count: the quiet runner does not count instructions"
+    zero = timing([0, 0], _CountingRunner(), profile)
+    assert zero["instructions_per_inference"] is None and zero["latency_note"].endswith("reported 0 cycles")

@@ -1,61 +1,43 @@
-"""Missing build tools and emulators: one clear error naming the binary and the apt package."""
+"""Running external programs for the runners (edgevit/backend/process.py): missing tools are one
+clear error naming each binary and its package; time limits kill the whole process group."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import stat
+import sys
 
 import pytest
 
-from edgevit.backend import process
-from edgevit.backend.errors import ToolchainError
-from edgevit.backend.run import run_artifact
-from edgevit.backend.runner import get_runner
-from edgevit.backend.target import get_target
+from edgevit.backend.errors import RunFailedError, RunTimeoutError, ToolchainError
+from edgevit.backend.process import Tool, exit_status, require_tools, run_process
 
 
-def _hide(monkeypatch, *names):
-    real = shutil.which
-    monkeypatch.setattr(process.shutil, "which", lambda name, *a, **k: None if name in names else real(name, *a, **k))
-
-
-@pytest.mark.parametrize("missing, package", [
-    ("arm-none-eabi-gcc", "gcc-arm-none-eabi libnewlib-arm-none-eabi"),
-    ("qemu-system-arm", "qemu-system-arm"),
-    ("make", "make"),
-])
-def test_qemu_runner_names_missing_binary_and_package(int8_artifact, monkeypatch, missing, package):
-    _hide(monkeypatch, missing)
+def test_missing_tools_are_named_with_their_packages(tmp_path):
+    tools = [Tool("edgevit-no-such-cc", "the cross compiler", "pkg-cc pkg-lib"),
+             Tool("edgevit-no-such-emu", "the emulator"), Tool("sh", "a shell")]
     with pytest.raises(ToolchainError) as e:
-        run_artifact(int8_artifact, "qemu", progress=False)
+        require_tools(tools, "demo", install_hint="everything: pkg-all")
     msg = str(e.value)
-    assert f"`{missing}`" in msg and f"sudo apt-get install {package}" in msg and e.value.exit_code == 2
+    assert "the demo runner needs `edgevit-no-such-cc` (the cross compiler), `edgevit-no-such-emu` (the emulator)" in msg
+    assert "`sudo apt-get install pkg-cc pkg-lib edgevit-no-such-emu` (everything: pkg-all)" in msg
+    assert "`sh`" not in msg and e.value.exit_code == 2
 
 
-def test_host_runner_missing_gcc(int8_artifact, monkeypatch):
-    _hide(monkeypatch, "gcc", "make")
-    with pytest.raises(ToolchainError, match=r"`make`.*`gcc`.*apt-get install make gcc"):
-        run_artifact(int8_artifact, "host", progress=False)
+def test_found_tools_map_to_their_paths():
+    found = require_tools([Tool("sh", "a shell")], "demo")
+    assert found["sh"].endswith("/sh")
 
 
-def test_empty_path_is_reported_before_anything_runs(int8_artifact, monkeypatch):
-    monkeypatch.setenv("PATH", "")
-    with pytest.raises(ToolchainError, match="qemu-system-arm"):
-        run_artifact(int8_artifact, "qemu", progress=False)
+def test_timeout_kills_the_process_group_and_keeps_partial_output(tmp_path):
+    script = "import subprocess, sys; print('started', flush=True); subprocess.run(['sleep', '60'])"
+    with pytest.raises(RunTimeoutError, match=r"did not finish within 1 s(.|\n)*started") as e:
+        run_process([sys.executable, "-c", script], cwd=tmp_path, timeout=1, what="the demo run")
+    assert e.value.exit_code == 1
 
 
-def test_cross_compiler_without_newlib(int8_artifact, monkeypatch, tmp_path):
-    fake = tmp_path / "bin" / "arm-none-eabi-gcc"
-    fake.parent.mkdir()
-    fake.write_text('#!/bin/sh\necho "$1" | sed "s/-print-file-name=//"\n')  # gcc's answer for a missing file
-    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
-    monkeypatch.setenv("PATH", f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
-    with pytest.raises(ToolchainError, match="rdimon.specs.*libnewlib-arm-none-eabi"):
-        run_artifact(int8_artifact, "qemu", progress=False)
-
-
-def test_mcu_target_lists_its_runners():
-    mcu = get_target("mcu")
-    assert {"host", "qemu", "serial"} <= set(mcu.runners()) and mcu.default_runner == "qemu"
-    assert get_runner("host", mcu, sanitize=True).sanitize
+def test_nonzero_exit_is_a_failure_with_the_tail_unless_unchecked(tmp_path):
+    cmd = [sys.executable, "-c", "import sys; print('last words'); sys.exit(3)"]
+    with pytest.raises(RunFailedError, match=r"the demo run failed: .* exited with code 3(.|\n)*last words"):
+        run_process(cmd, cwd=tmp_path, timeout=30, what="the demo run")
+    out = run_process(cmd, cwd=tmp_path, timeout=30, what="the demo run", check=False)
+    assert out.returncode == 3 and out.stdout == "last words\n"
+    assert exit_status(-11) == "signal SIGSEGV" and exit_status(3) == "code 3"

@@ -15,17 +15,18 @@ from pathlib import Path
 
 from edgevit.backend.errors import RunFailedError
 from edgevit.backend.process import Tool, run_make
-from edgevit.backend.runner import Runner
+from edgevit.targets.mcu.runners.mcu_runner import McuRunner, mcu_tool
 
 SANITIZE_CFLAGS = "-fsanitize=address,undefined -fno-sanitize-recover=all -g"
 EXECUTABLE = "model_host"
 
 
-class HostRunner(Runner):
+class HostRunner(McuRunner):
     """Build with host gcc (optionally with ASan/UBSan) and run natively."""
 
     name = "host"
     description = "this machine's gcc, natively; --sanitize adds ASan/UBSan"
+    build_dirs = ("src", "firmware", "host")  # host/Makefile compiles firmware/main.c
 
     @classmethod
     def supports_sanitize(cls) -> bool:
@@ -34,7 +35,7 @@ class HostRunner(Runner):
 
     def tools(self, profile) -> list[Tool]:
         """make and gcc."""
-        return [Tool("make", "to build the host program"), Tool("gcc", "the host C compiler")]
+        return [mcu_tool("make", "to build the host program"), mcu_tool("gcc", "the host C compiler")]
 
     def required_files(self) -> tuple[str, ...]:
         """The host project's Makefile."""

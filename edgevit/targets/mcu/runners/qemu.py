@@ -20,12 +20,13 @@ from pathlib import Path
 from edgevit.errors import UserInputError
 from edgevit.backend.artifact import Artifact
 from edgevit.backend.errors import RunFailedError, ToolchainError
-from edgevit.backend.process import APT_PACKAGES, Tool, run_make
-from edgevit.backend.runner import Runner
+from edgevit.backend.process import Tool, run_make
+from edgevit.targets.mcu.runners.mcu_runner import APT_PACKAGES, McuRunner, mcu_tool
 
 # Instructions executed per SysTick tick under `-icount shift=0` (1 ns per instruction), i.e.
 # 1e9 / the board's SysTick clock in Hz. Measured on QEMU 7.2 (Debian 12) with a calibration
-# firmware (tests/backend/calibration.py, re-run by the slow test tests/backend/test_qemu_calibration.py):
+# firmware (tests/targets/mcu/runners/calibration.py, re-run by the slow test
+# tests/targets/mcu/runners/test_qemu_calibration.py):
 # SysTick CSR=5 (processor clock, no interrupt), then a `subs; bne` loop of 100,000 and 300,000
 # iterations; the difference of 400,000 instructions took 10,000 ticks on every mps2 board
 # (25 MHz) and 12,800 ticks on mps3-an547 (32 MHz); a 4-instruction loop gave the same ratios.
@@ -37,7 +38,7 @@ INSTRUCTIONS_PER_TICK = {
 }
 
 # Default time limit: QEMU with -icount runs a real firmware ~14.5x slower than its virtual
-# clock (QEMU-NOTES.md), i.e. ~14.5 ns of wall time per guest instruction; untuned int8 C
+# clock (measured), i.e. ~14.5 ns of wall time per guest instruction; untuned int8 C
 # takes up to ~25 instructions per MAC; x3 safety for a loaded machine.
 ICOUNT_WALL_NS_PER_INSTRUCTION = 14.5
 INSTRUCTIONS_PER_MAC_GUESS = 25
@@ -46,21 +47,24 @@ BASE_TIMEOUT_S = 60.0
 MIN_PER_VECTOR_S = 2.0
 UNKNOWN_MACS_PER_VECTOR_S = 30.0
 FIRMWARE = "firmware.elf"
+LATENCY_NOTE = ("estimate: instructions counted by QEMU (-icount) at the profile's clock, assuming 1 instruction "
+                "per cycle; QEMU models no pipeline, caches or flash wait states")
 
 
-class QemuRunner(Runner):
+class QemuRunner(McuRunner):
     """Cross-build the firmware and run it on the profile's emulated board."""
 
     name = "qemu"
     description = "the profile's emulated board (qemu-system-arm, -icount instruction counts)"
     counts_instructions = True
+    latency_note = LATENCY_NOTE
 
     def tools(self, profile) -> list[Tool]:
         """make, the profile's cross compiler and its QEMU binary."""
         _require_qemu_profile(profile)
-        return [Tool("make", "to build the firmware"),
-                Tool(profile.toolchain.cc, f"the cross compiler of profile {profile.name}"),
-                Tool(emulator_binary(profile), f"the emulator of profile {profile.name}")]
+        return [mcu_tool("make", "to build the firmware"),
+                mcu_tool(profile.toolchain.cc, f"the cross compiler of profile {profile.name}"),
+                mcu_tool(emulator_binary(profile), f"the emulator of profile {profile.name}")]
 
     def required_files(self) -> tuple[str, ...]:
         """The firmware project's Makefile."""
@@ -84,6 +88,15 @@ class QemuRunner(Runner):
     def instructions_per_tick(self, profile) -> float | None:
         """From INSTRUCTIONS_PER_TICK by QEMU machine (None for an uncalibrated machine)."""
         return INSTRUCTIONS_PER_TICK.get(profile.emulator.machine)
+
+    def uncounted_reason(self, profile, ticks: list[int]) -> str | None:
+        """An uncalibrated QEMU machine, or a firmware that reported no ticks (None: ticks count)."""
+        if self.instructions_per_tick(profile) is None:
+            return (f"QEMU machine {profile.emulator.machine!r} has no calibrated instructions-per-tick figure "
+                    "(edgevit/targets/mcu/runners/qemu.py)")
+        if not any(ticks):
+            return "the firmware reported 0 SysTick ticks"
+        return None
 
     def build(self, workdir: Path, profile, count: int) -> tuple[list[str], Path]:
         """`make -C workdir/firmware` for `count` vectors; returns the QEMU command and its cwd."""

@@ -16,7 +16,7 @@ Protocol v1 (what a board runs; the host side is `read_ev_text` + protocol.parse
 
 Streaming inputs from the host (instead of compiled-in vectors) will use stop-and-wait frames
 `0xE5 seq len payload crc16` of at most 256 bytes, each acknowledged, because real UARTs overrun
-where QEMU's never do (QEMU-NOTES.md).
+where QEMU's never do.
 
 `SerialRunner` fits the Runner interface (`--runner serial`) and raises
 SerialNotImplementedError when used.
@@ -30,7 +30,8 @@ from typing import Callable
 from edgevit.errors import UserInputError
 from edgevit.backend.errors import RunTimeoutError, output_tail
 from edgevit.backend.process import Tool
-from edgevit.backend.runner import RunOutput, Runner
+from edgevit.backend.runner import RunOutput
+from edgevit.targets.mcu.runners.mcu_runner import McuRunner, mcu_tool
 
 DEFAULT_BAUD = 115200
 READY = "EV-READY"
@@ -63,7 +64,7 @@ def read_ev_text(readline: Callable[[], bytes], timeout: float, clock: Callable[
                           f"{output_tail(chr(10).join(lines))}")
 
 
-class SerialRunner(Runner):
+class SerialRunner(McuRunner):
     """A real board on a serial port (not implemented yet: raises SerialNotImplementedError)."""
 
     name = "serial"
@@ -76,7 +77,7 @@ class SerialRunner(Runner):
 
     def tools(self, profile) -> list[Tool]:
         """The profile's cross compiler and make (flashing tools are board-specific)."""
-        return [Tool("make", "to build the firmware"), Tool(profile.toolchain.cc, "the cross compiler")]
+        return [mcu_tool("make", "to build the firmware"), mcu_tool(profile.toolchain.cc, "the cross compiler")]
 
     def check(self, artifact, profile) -> None:
         """Always raises SerialNotImplementedError (before any tool is looked up)."""

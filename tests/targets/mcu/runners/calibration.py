@@ -12,7 +12,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from synth_artifact import LINKER_LD, STARTUP_C
+from tests.backend.synth_artifact import LINKER_LD, STARTUP_C
 
 N1, N2 = 100_000, 300_000
 CAL_C = """#include <stdio.h>

@@ -10,7 +10,7 @@ from edgevit.errors import UserInputError
 from edgevit.backend.errors import RunFailedError, RunTimeoutError
 from edgevit.backend.protocol import ProtocolError
 from edgevit.backend.run import run_artifact
-from synth_artifact import build_artifact, write_manifest
+from tests.backend.synth_artifact import build_artifact, write_manifest
 
 
 def test_int8_bit_exact_with_sanitizers(int8_artifact):

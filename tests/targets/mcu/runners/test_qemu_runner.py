@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
-from conftest import needs_arm
 from edgevit.backend.artifact import load_artifact
 from edgevit.backend.errors import RunFailedError, RunTimeoutError
 from edgevit.targets.mcu.runners.qemu import INSTRUCTIONS_PER_TICK, QemuRunner, qemu_command
 from edgevit.backend.run import run_artifact
 from edgevit.profiles.profile import load_profile
-from synth_artifact import build_artifact
+from tests.backend.synth_artifact import build_artifact
+from tests.targets.mcu.runners.toolchain import needs_arm_qemu
 
-pytestmark = needs_arm
+pytestmark = needs_arm_qemu
 
 
 @pytest.mark.parametrize("profile, dtype", [("stm32f746-disco", "int8"), ("corstone-300", "float32")])
@@ -57,3 +60,13 @@ def test_default_timeout_scales_with_count_and_macs(int8_artifact):
     cmd = qemu_command(prof, "fw.elf")
     assert cmd[:3] == ["qemu-system-arm", "-M", "mps2-an500"] and "-semihosting" in cmd
     assert cmd[cmd.index("-icount") + 1] == "shift=0" and cmd[-2:] == ["-kernel", "fw.elf"]
+
+
+def test_cli_human_output_gives_the_instruction_estimate(int8_artifact):
+    r = subprocess.run([sys.executable, "-m", "edgevit", "run", str(int8_artifact)], capture_output=True, text=True,
+                       timeout=300)  # no --runner: the artifact's default, qemu
+    assert r.returncode == 0, r.stderr
+    out = " ".join(r.stdout.split())  # Rich wraps at the terminal width
+    assert "on qemu-system-arm -M mps2-an500" in out and "5/5 bit-exact" in out
+    assert "per SysTick tick)" in out and "(an estimate, not a measurement)" in out
+    assert "instructions counted by QEMU (-icount)" in out

@@ -12,13 +12,6 @@ from edgevit.backend.run import run_artifact
 from edgevit.backend.runner import Runner, get_runner
 from edgevit.backend.target import get_target
 from edgevit.targets.mcu.runners.serial import SerialNotImplementedError, read_ev_text, run_request
-from tests.backend.synth_artifact import build_artifact
-
-
-@pytest.fixture
-def int8_artifact(tmp_path):
-    """A 5-vector int8 artifact for stm32f746-disco (tests/backend/synth_artifact.py)."""
-    return build_artifact(tmp_path / "int8")
 
 
 def test_serial_runner_is_a_runner_that_says_not_implemented(int8_artifact):
