@@ -1,4 +1,4 @@
-"""edgevit.lower (see DESIGN.md): model -> Program, and the reference interpreter.
+"""edgevit.lower (docs/architecture.md): the Program IR, its ops, the reference interpreter and lowering.
 
 `lower`, `lower_float` and `lower_int8` are imported lazily (they need torch), so that
 `edgevit.lower.program` and the interpreter stay light to import.

@@ -141,11 +141,14 @@ class Profile(_Model):
 
     `memory` takes the shape of `kind` (McuMemory, CpuMemory or FpgaMemory). For an FPGA,
     `clock_hz` is the host (PS) clock and `memory.clock_hz` the fabric clock of the kernels.
+    `target` names the backend that compiles for the device (`edgevit.targets.<target>` or one
+    registered with `edgevit.backend.target.register_target`); by default the one named like `kind`.
     """
 
     name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
     description: str = ""
     kind: Literal["mcu", "cpu", "fpga"]
+    target: Optional[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]] = None
     core: Text
     isa: list[str] = []
     clock_hz: Hz

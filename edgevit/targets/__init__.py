@@ -1,1 +1,2 @@
-"""Targets: memory planning, TVM-generated kernels and emitted projects (docs/mcu-backend.md)."""
+"""The backends, one package each (`edgevit.targets.<kind>`, exposing `TARGET`). Shared code never
+imports them: `edgevit.backend.target.get_target` finds one by name (docs/architecture.md)."""
