@@ -17,12 +17,12 @@ search --max-sram`) lowers that pool's budget (`edgevit.nas.reuse.limit_memory`)
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from edgevit.backend.costs import Costs
 from edgevit.errors import UserInputError
 from edgevit.model.spec import ViTSpec
+from edgevit.profiles.profile import load_profile
 
 
 def pool_key(name: str, unit: str) -> str:
@@ -54,15 +54,6 @@ class SpecCosts:
         return d
 
 
-def _load_profile(profile):
-    """A Profile from a Profile, a shipped name or a YAML path."""
-    if isinstance(profile, (str, Path)):
-        from edgevit.profiles.profile import load_profile
-
-        return load_profile(profile)
-    return profile
-
-
 def _spec_key(spec: ViTSpec) -> tuple:
     """What the costs depend on: every field of the spec but its name."""
     return (spec.image_size, spec.in_channels, spec.patch_size, spec.embed_dim, spec.num_classes, spec.blocks,
@@ -81,7 +72,7 @@ class Estimator:
     def __init__(self, profile, weight_bits: int = 8, max_memory: int | None = None) -> None:
         from edgevit.backend.target import get_target
 
-        self.profile = _load_profile(profile)
+        self.profile = load_profile(profile)
         if weight_bits not in (4, 8):
             raise UserInputError(f"weight_bits must be 8 or 4 (got {weight_bits!r})")
         self.weight_bits, self.max_memory = weight_bits, max_memory

@@ -382,12 +382,15 @@ def _read_yaml(path: Path, source: str) -> tuple[dict, str]:
     return data, text
 
 
-def load_profile(name_or_path: str | Path) -> Profile:
-    """Load and validate a shipped profile by name or a user's profile YAML by path.
+def load_profile(name_or_path: "str | Path | Profile") -> Profile:
+    """Load and validate a shipped profile by name or a user's profile YAML by path (a Profile is
+    returned as it is, so callers may take either).
 
     A user file without `name` is named after its stem. Any problem raises ProfileError
     naming the file (and line), the field path and the reason.
     """
+    if isinstance(name_or_path, Profile):
+        return name_or_path
     path, source, shipped = _resolve(name_or_path)
     data, text = _read_yaml(path, source)
     data.setdefault("name", path.stem)

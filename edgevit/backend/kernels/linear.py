@@ -135,8 +135,6 @@ def _generate_float(req: KernelRequest, hooks: GemmHooks) -> KernelCode:
 
 def _float_spec(n: int, k: int, m: int, has_bias: bool, act: str) -> GemmSpec:
     """GemmSpec of the float linear: y = acc (+ bias) [-> GELU]."""
-    from tvm import tirx
-
     params = (Param("x", "float32", (n, k)), Param("weight", "float32", (m, k)))
     params += (Param("bias", "float32", (m,)),) if has_bias else ()
     params += (Param("y", "float32", (n, m)),)

@@ -50,6 +50,7 @@ from typing import Any
 import numpy as np
 
 from edgevit.errors import UserInputError
+from edgevit.profiles.profile import load_profile
 
 CALIBRATION_DIR = Path(__file__).resolve().parent / "calibration"
 FORMAT = "edgevit-latency-calibration"
@@ -238,15 +239,6 @@ def apply_coefficients(coefs: dict[str, dict[str, float]], work: dict[str, dict[
 
 # ---------------------------------------------------------------- the model
 
-def _profile(profile):
-    """A loaded Profile (names and YAML paths are loaded)."""
-    if isinstance(profile, (str, Path)):
-        from edgevit.profiles.profile import load_profile
-
-        return load_profile(profile)
-    return profile
-
-
 def calibration_path(core: str) -> Path:
     """edgevit/targets/mcu/calibration/<core>.json."""
     return CALIBRATION_DIR / f"{core}.json"
@@ -283,7 +275,7 @@ class LatencyModel:
         """The model of `profile`'s core (a Profile, name or YAML path) from `path` (default:
         calibration_path(profile.core)), at the profile's clock; uncalibrated cores and non-MCU
         profiles give a model that predicts None."""
-        profile = _profile(profile)
+        profile = load_profile(profile)
         dsp = "dsp" in profile.isa
         if profile.kind != "mcu":
             return cls(profile.core, float(profile.clock_hz), dsp, why=f"no latency model for {profile.kind} devices")
@@ -355,7 +347,7 @@ def measure_instructions(program, profile, workdir: Path, inputs: np.ndarray | N
     from edgevit.backend.vectors import Vectors
     from edgevit.targets.mcu.memory import plan_memory
 
-    profile = _profile(profile)
+    profile = load_profile(profile)
     info = program.tensors[program.inputs[0]]
     if inputs is None:
         inputs = np.random.default_rng(seed).integers(-128, 128, (count, *info.shape)).astype(info.dtype)

@@ -21,13 +21,10 @@ BUILD_OPTIONS = ("schedule", "passes", "pass_reports", "progress")
 
 
 def _mcu_profile(profile):
-    """A loaded Profile (names and YAML paths are loaded) that must be of kind "mcu"."""
-    from pathlib import Path
+    """A Profile (or a shipped name / YAML path, loaded) that must be of kind "mcu"."""
+    from edgevit.profiles.profile import load_profile
 
-    if isinstance(profile, (str, Path)):
-        from edgevit.profiles.profile import load_profile
-
-        profile = load_profile(profile)
+    profile = load_profile(profile)
     if profile.kind != "mcu":
         raise UserInputError(f"profile {profile.name!r} is a {profile.kind!r} device; the MCU target needs a "
                              "profile with `kind: mcu` (see `edgevit profiles`)")

@@ -28,7 +28,7 @@ def test_add_pos_in_place(dtype) -> None:
 
 
 def test_traits_not_row_wise() -> None:
-    kdef = kernel_def("add_pos")
+    kernel_def("add_pos")  # a kernel is defined for the op
     traits = get_op("add_pos").traits
     assert traits.inplace == (0,) and not traits.row_wise  # pos would need a per-chunk offset
     case = add_case(np.random.default_rng(2), (4, 3), op="add_pos")

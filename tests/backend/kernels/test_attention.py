@@ -63,7 +63,7 @@ def test_float_attention(schedule, n) -> None:
 
 
 def test_streaming_scratch_and_code() -> None:
-    kdef = kernel_def("attention")
+    kernel_def("attention")  # a kernel is defined for the op
     assert not get_op("attention").traits.row_wise and get_op("attention").traits.inplace == ()
     rng = np.random.default_rng(0)
     case = attention_case(rng, 50, 4, 16)
