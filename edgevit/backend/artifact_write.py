@@ -21,13 +21,15 @@ from edgevit.errors import UserInputError
 MANIFEST = "manifest.json"
 
 
-def seal(files: dict[str, str | bytes], target) -> dict[str, str | bytes]:
-    """`files` with manifest.json completed for `target` (a backend.target.Target)."""
+def seal(files: dict[str, str | bytes], target, profile=None) -> dict[str, str | bytes]:
+    """`files` with manifest.json completed for `target` (a backend.target.Target); with `profile` the
+    default runner is the target's choice for that profile (`Target.default_runner_for`)."""
     raw = files.get(MANIFEST)
     manifest = json.loads(raw) if raw else {}
     manifest.update(format=FORMAT, version=VERSION,
                     target={"kind": target.kind, "runners": sorted(target.runners()),
-                            "default_runner": target.default_runner})
+                            "default_runner": target.default_runner if profile is None
+                            else target.default_runner_for(profile)})
     rest = {k: v for k, v in files.items() if k != MANIFEST}
     manifest["files"] = file_hashes(rest)
     return {**rest, MANIFEST: manifest_json(manifest)}

@@ -136,7 +136,7 @@ def compile_artifact(model, profile, out, passes: str | None = None, data: str =
         say(f"test vectors: {vectors} images of the test split through the reference interpreter")
         vecs = dataset_vectors(program, splits.test, vectors)
         files = target.build(program, prof, costs, vecs, passes=passes, pass_reports=reports, progress=say, **options)
-        files = seal(files, target)
+        files = seal(files, target, prof)
         say(f"writing {out}")
         write_atomically(out, files, force)
     return summary_of(out, files, costs, time.perf_counter() - t0)

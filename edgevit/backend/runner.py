@@ -16,6 +16,7 @@ A target lists its runner classes (`Target.runners()`); `get_runner(name, target
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from abc import ABC, abstractmethod
@@ -31,6 +32,7 @@ from edgevit.backend.process import ProcessOutput, Tool, exit_status, require_to
 from edgevit.backend.protocol import describe_ev_error
 
 Stage = Callable[[str], None]
+SANITIZE_CFLAGS = "-fsanitize=address,undefined -fno-sanitize-recover=all -g"  # runners that build with sanitize
 
 
 @dataclass(frozen=True)
@@ -121,8 +123,14 @@ class Runner(ABC):
             return RunOutput(out.stdout, self.source(profile), out.elapsed_s, self.keep_build)
 
     def run_env(self) -> dict | None:
-        """Environment for the run (None: inherit)."""
-        return None
+        """Environment for the run: inherited, plus (with sanitize) ASan/UBSan reporting to stderr and
+        stopping at the first error, leaks included."""
+        if not self.sanitize:
+            return None
+        env = dict(os.environ)
+        env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0:halt_on_error=1")
+        env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
+        return env
 
     def source(self, profile) -> str:
         """Short label of where the output came from, for messages."""

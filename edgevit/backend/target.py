@@ -83,6 +83,11 @@ class Target(ABC):
         """{name: Runner class} of the runners that can run this target's artifacts."""
         return {}
 
+    def default_runner_for(self, profile) -> str:
+        """The runner `edgevit run DIR` uses for an artifact built for `profile` (a function of the profile
+        only, so artifacts stay the same bytes on every machine); by default `default_runner`."""
+        return self.default_runner
+
 
 _REGISTERED: dict[str, Callable[[], Target]] = {}
 

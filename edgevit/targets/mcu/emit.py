@@ -1,7 +1,7 @@
 """Write an MCU artifact directory from a Program, a profile and its memory plan.
 
 `emit_artifact(program, profile, plan, outdir, ...)` generates the kernels (TVM, one build),
-the driver and weights (driver.py), the test vectors (vectors.py), the firmware and host
+the driver and weights (backend/cdriver.py, with driver.py's MCU parts), the test vectors (vectors.py), the firmware and host
 projects (project.py), then manifest.json (manifest.py, with memory.py's figures), memory.png and
 report.md (report.py), and writes them all into `outdir`. Every file is produced in memory first, so the manifest can
 hash them and nothing depends on the output path or the time: same inputs, same bytes.
@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
+from edgevit.backend import cdriver
 from edgevit.targets.mcu import driver
 from edgevit.targets.mcu.memory import memory_figures
 from edgevit.targets.mcu.project import project_files
@@ -25,8 +26,8 @@ RANDOM_VECTORS = 8  # vectors of random images when the caller has no dataset
 def source_files(program, plan, steps: list, definitions: dict[str, str]) -> dict[str, str]:
     """src/edgevit_model.h, model.c, weights.c and kernels.c for generated `steps`."""
     return {"src/edgevit_model.h": driver.model_h(program, plan),
-            "src/model.c": driver.model_c(program, plan, steps),
-            "src/weights.c": driver.weights_c(program),
+            "src/model.c": cdriver.model_c(program, plan, steps, driver.KERNELS_INCLUDE),
+            "src/weights.c": cdriver.weights_c(program),
             "src/kernels.c": driver.kernels_c(program, steps, definitions)}
 
 
@@ -52,10 +53,10 @@ def artifact_files(program, profile, plan, *, vectors: Vectors | None = None, pa
     from edgevit.targets.mcu.report import render_memory_png, render_report
 
     say = progress or (lambda msg: None)
-    driver.io_infos(program)
+    cdriver.io_infos(program)
     say("generating kernels")
     steps = driver.request_kernels(program, plan, schedule, tuple(profile.isa))
-    say(f"lowering {len(driver.distinct_codes(steps))} kernel functions to C (TVM)")
+    say(f"lowering {len(cdriver.distinct_codes(steps))} kernel functions to C (TVM)")
     definitions = driver.lower_kernels(steps)
     say("writing sources")
     files: dict[str, str | bytes] = dict(source_files(program, plan, steps, definitions))
@@ -67,7 +68,7 @@ def artifact_files(program, profile, plan, *, vectors: Vectors | None = None, pa
     files.update(project_files(profile, memory["arena_bytes"], memory["stack_bytes"], vectors.count))
     say("manifest and report")
     manifest = build_manifest(program=program, profile=profile, plan=plan, memory=memory,
-                              kernels=driver.kernel_table(program, plan, steps), vectors=vectors, passes=passes,
+                              kernels=cdriver.kernel_table(program, plan, steps), vectors=vectors, passes=passes,
                               schedule=schedule, pass_reports=pass_reports, tools=_tools())
     files["memory.png"] = render_memory_png(manifest, plan.naive_timeline)
     files["report.md"] = render_report(manifest)

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from edgevit.lower.program import Kernel
 from edgevit.backend.kernels.base import Arg, KernelCode
+from edgevit.backend import cdriver
 from edgevit.targets.mcu import driver
 from edgevit.targets.mcu.emit import emit_artifact
 from edgevit.targets.mcu.target import McuTarget
@@ -53,7 +54,7 @@ def test_tail_and_body_use_functions_specialised_for_their_rows(tmp_path, profil
     (step,) = steps
     assert [c.rows for c in step.body] == [4, 4, 4] and [c.rows for c in step.tail] == [2, 2, 2]
     assert step.body[0].code.func != step.tail[0].code.func
-    assert len(driver.distinct_codes(steps)) == 2  # the three adds share one function per row count
+    assert len(cdriver.distinct_codes(steps)) == 2  # the three adds share one function per row count
 
 
 @settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow,
@@ -121,7 +122,7 @@ def test_model_h_declares_the_api_and_sizes(profile) -> None:
 
 def test_const_symbols_are_sanitised_and_unique() -> None:
     fake = SimpleNamespace(consts={"blocks.0.fc1/weight": 1, "blocks_0_fc1_weight": 2, "a-b": 3, "a.b": 4})
-    syms = driver.const_symbols(fake)
+    syms = cdriver.const_symbols(fake)
     assert syms["blocks.0.fc1/weight"] == "ev_c_blocks_0_fc1_weight"
     assert len(set(syms.values())) == 4
     assert all(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", s) for s in syms.values())
@@ -132,7 +133,7 @@ def test_weights_c_is_const_aligned_and_exact() -> None:
                                                 "b": np.array([-(1 << 31), 5], np.int32),
                                                 "e": np.array([-(1 << 63), (1 << 62)], np.int64),
                                                 "f": np.array([0.1, -2.5], np.float32)})
-    text = driver.weights_c(program)
+    text = cdriver.weights_c(program)
     assert "const int8_t ev_c_t_w[4] __attribute__((aligned(8))) = {\n  -128, 127, 0, 1\n};" in text
     assert "(-2147483647 - 1)" in text and "(-INT64_C(9223372036854775807) - 1)" in text
     assert f"{float(np.float32(0.1)).hex()}f" in text
@@ -144,9 +145,9 @@ def test_scratch_smaller_than_the_code_needs_is_an_error() -> None:
     plan = SimpleNamespace(scratch_buffer={"att": "att.scratch"}, buffers={"att.scratch": Buffer("att.scratch", 8, 32, 0, 0,
                                                                                                 "scratch")})
     with pytest.raises(AssertionError, match="needs 64 bytes of scratch but the memory plan reserved 32"):
-        driver._scratch_arg(plan, driver.Call(k, code), code.args[0])
+        cdriver._scratch_arg(plan, cdriver.Call(k, code), code.args[0])
     plan.buffers["att.scratch"] = Buffer("att.scratch", 8, 64, 0, 0, "scratch")
-    assert driver._scratch_arg(plan, driver.Call(k, code), code.args[0]) == "(int32_t*)(edgevit_arena + 8)"
+    assert cdriver._scratch_arg(plan, cdriver.Call(k, code), code.args[0]) == "(int32_t*)(edgevit_arena + 8)"
 
 
 def test_programs_with_two_outputs_are_rejected() -> None:
@@ -154,7 +155,7 @@ def test_programs_with_two_outputs_are_rejected() -> None:
 
     program = SimpleNamespace(name="two", inputs=["a"], outputs=["b", "c"])
     with pytest.raises(UserInputError, match="exactly one input and one output"):
-        driver.io_infos(program)
+        cdriver.io_infos(program)
 
 
 def _one_linear_program(k: int):
@@ -178,7 +179,7 @@ def test_the_driver_takes_the_mcu_kernel_overrides(isa, dsp) -> None:
     program = _one_linear_program(16)
     plan = SimpleNamespace(steps=[SimpleNamespace(kernels=(0,), chunk_rows=None)])
     steps = driver.request_kernels(program, plan, "fast", isa)
-    (code,) = driver.distinct_codes(steps)
+    (code,) = cdriver.distinct_codes(steps)
     definitions = driver.lower_kernels(steps)
     assert code.helpers == ("gemm_dsp",) and ("ev_gemm_dsp_2x2(" in definitions[code.func]) == dsp
     assert "#ifndef EV_GEMM_DSP_H" in driver.kernels_c(program, steps, definitions)

@@ -10,14 +10,13 @@ ticks are 0 and there is no instruction count.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from edgevit.backend.errors import RunFailedError
 from edgevit.backend.process import Tool, run_make
+from edgevit.backend.runner import SANITIZE_CFLAGS
 from edgevit.targets.mcu.runners.mcu_runner import McuRunner, mcu_tool
 
-SANITIZE_CFLAGS = "-fsanitize=address,undefined -fno-sanitize-recover=all -g"
 EXECUTABLE = "model_host"
 
 
@@ -53,15 +52,6 @@ class HostRunner(McuRunner):
             raise RunFailedError(f"host/Makefile finished without producing host/{EXECUTABLE}; the artifact's "
                                  "host project is broken: recompile it with `edgevit compile`")
         return [str(exe)], host
-
-    def run_env(self) -> dict | None:
-        """With sanitizers: report to stderr and fail on the first error (leaks included)."""
-        if not self.sanitize:
-            return None
-        env = dict(os.environ)
-        env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0:halt_on_error=1")
-        env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
-        return env
 
     def source(self, profile) -> str:
         """e.g. "host model_host (ASan/UBSan)"."""

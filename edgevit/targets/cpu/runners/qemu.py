@@ -1,0 +1,71 @@
+"""The qemu runner of cpu artifacts: cross-built with the profile's toolchain, run under qemu user mode.
+
+    make -C <tmp>                                   # e.g. aarch64-linux-gnu-gcc, linked -static
+    qemu-aarch64 -cpu <profile emulator.cpu> <tmp>/check COUNT
+
+For the Arm profiles (`emulator.kind: qemu-user`) on any host: it checks the outputs bit for bit.
+Emulated time means nothing, so nothing is timed (ticks are 0). Profiles that run natively are
+refused (use the host runner).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edgevit.backend.errors import RunFailedError
+from edgevit.backend.process import Tool, run_make
+from edgevit.backend.runner import Runner
+from edgevit.errors import UserInputError
+
+EXECUTABLE = "check"
+CROSS_PACKAGES = {"aarch64-linux-gnu-gcc": "gcc-aarch64-linux-gnu"}
+
+
+class CpuQemuRunner(Runner):
+    """Cross-build the check program and run it under qemu user mode (outputs only, no timing)."""
+
+    name = "qemu"
+    description = "qemu user mode (qemu-aarch64) for the Arm profiles; outputs only, emulated time means nothing"
+    build_dirs = ("include", "src", "Makefile")  # top-level entries: the Makefile is a file
+    counts_instructions = False
+    tick_name = "untimed tick"
+
+    def tools(self, profile) -> list[Tool]:
+        """make, the profile's cross compiler and its qemu user-mode binary."""
+        cc = profile.toolchain.cc
+        return [Tool("make", "to build the library", "make"),
+                Tool(cc, "the profile's cross C compiler", CROSS_PACKAGES.get(cc, cc)),
+                Tool(profile.emulator.binary or "qemu-aarch64", "qemu user mode", "qemu-user")]
+
+    def required_files(self) -> tuple[str, ...]:
+        """The artifact's Makefile and check program."""
+        return ("Makefile", "src/check.c")
+
+    def check(self, artifact, profile) -> None:
+        """UserInputError for a profile that qemu user mode does not stand in for, then tools and files."""
+        if profile.emulator.kind != "qemu-user":
+            raise UserInputError(f"profile {profile.name!r} runs natively (emulator.kind: {profile.emulator.kind}); "
+                                 "use --runner host")
+        super().check(artifact, profile)
+
+    def build(self, workdir: Path, profile, count: int) -> tuple[list[str], Path]:
+        """`make -C workdir`; returns ([qemu, -cpu, CPU, workdir/check, count], workdir)."""
+        run_make(workdir, {}, what="library cross build (Makefile)")
+        exe = workdir / EXECUTABLE
+        if not exe.is_file():
+            raise RunFailedError(f"the Makefile finished without producing {EXECUTABLE}; the artifact is broken: "
+                                 "recompile it with `edgevit compile`")
+        cpu = ["-cpu", profile.emulator.cpu] if profile.emulator.cpu else []
+        return [profile.emulator.binary or "qemu-aarch64", *cpu, str(exe), str(count)], workdir
+
+    def uncounted_reason(self, profile, ticks: list[int]) -> str | None:
+        """Always: the run is emulated."""
+        return "emulated time means nothing: the qemu runner checks outputs only"
+
+    def machine(self, profile) -> str | None:
+        """e.g. "qemu-user -cpu max"."""
+        return profile.emulator_label()
+
+    def source(self, profile) -> str:
+        """e.g. "qemu-aarch64 check"."""
+        return f"{profile.emulator.binary or 'qemu-aarch64'} {EXECUTABLE}"

@@ -1,0 +1,113 @@
+"""CpuTarget: the Target of `kind: cpu` profiles (x86-64 hosts, Cortex-A boards), a static C library.
+
+`estimate` is the shared memory plan (backend/planner.py, 64-byte aligned buffers) and the
+constants: one pool "ram" (arena + constants) against the profile's RAM. There is no CPU latency
+model yet, so `latency_ms` is None. `build` compiles the kernels with TVM's LLVM code generation
+and writes the library artifact (library.py); Arm profiles are cross-compiled, so any profile
+compiles on any host, while running needs a runner that can execute its ISA (runners/host.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from edgevit.backend.allocate import align
+from edgevit.backend.costs import Costs, Pool
+from edgevit.backend.planner import ArenaConfig, plan_program
+from edgevit.backend.target import Target
+from edgevit.errors import UserInputError
+
+ARENA = ArenaConfig(alignment=64)  # model.c's arena: buffers on cache-line (and widest vector) boundaries
+WEIGHT_ALIGN = 8  # c_array aligns every constant to 8 bytes
+BUILD_OPTIONS = ("passes", "pass_reports", "progress")
+
+
+def _cpu_profile(profile):
+    """A Profile (or a shipped name / YAML path, loaded) that must be of kind "cpu"."""
+    from edgevit.profiles.profile import load_profile
+
+    profile = load_profile(profile)
+    if profile.kind != "cpu":
+        raise UserInputError(f"profile {profile.name!r} is a {profile.kind!r} device; the cpu target needs a "
+                             "profile with `kind: cpu` (see `edgevit profiles`)")
+    return profile
+
+
+def weight_bytes(program) -> int:
+    """Bytes of the Program's constants, each padded to WEIGHT_ALIGN."""
+    return sum(align(v.nbytes, WEIGHT_ALIGN) for v in program.consts.values())
+
+
+class CpuTarget(Target):
+    """Linux CPUs (x86-64, Cortex-A): a runtime-free static library with TVM/LLVM kernels."""
+
+    kind = "cpu"
+    description = "Linux CPUs (x86-64, Cortex-A): a static C library with LLVM-compiled kernels"
+    default_runner = "host"
+
+    def estimate(self, program, profile) -> Costs:
+        """Costs of `program` on a cpu `profile`: the pool "ram" (planned arena + constants, no
+        code generation), activation_bytes = the arena; latency_ms None (no CPU cost model yet)."""
+        profile = _cpu_profile(profile)
+        plan = plan_program(program, ARENA)
+        weights = weight_bytes(program)
+        ram = Pool("ram", plan.arena_bytes + weights, int(profile.memory.ram_bytes),
+                   f"arena {plan.arena_bytes:,} B + constants {weights:,} B")
+        figures = {"arena_bytes": plan.arena_bytes, "lower_bound_bytes": plan.lower_bound_bytes,
+                   "naive_bytes": plan.naive_bytes, "weight_bytes": weights}
+        return Costs(pools=(ram,), macs=program.macs(), activation_bytes=plan.arena_bytes, latency_ms=None,
+                     figures=figures, plan=plan)
+
+    def supports(self, program, profile) -> list[str]:
+        """Reasons the library cannot run `program`: not exactly one input and one output, or an
+        op/dtype without a generic kernel; [] when it can."""
+        from edgevit.backend.kernels import UnsupportedKernelError, get_kernel
+        from edgevit.lower.ops import kernel_dtype
+
+        reasons = []
+        if len(program.inputs) != 1 or len(program.outputs) != 1:
+            reasons.append(f"the library API takes one input and gives one output (the program has inputs "
+                           f"{list(program.inputs)}, outputs {list(program.outputs)})")
+        for key in sorted({(k.op, kernel_dtype(k, [program.tensors[t] for t in k.inputs])) for k in program.kernels}):
+            try:
+                get_kernel(*key)
+            except UnsupportedKernelError as e:
+                reasons.append(str(e))
+        return reasons
+
+    def check_options(self, options: dict[str, Any]) -> None:
+        """Known options only (BUILD_OPTIONS)."""
+        unknown = sorted(set(options) - set(BUILD_OPTIONS))
+        if unknown:
+            raise UserInputError(f"the cpu target has no build option(s) {unknown}; it takes {list(BUILD_OPTIONS)}")
+
+    def build(self, program, profile, costs: Costs, vectors, **options) -> dict[str, str | bytes]:
+        """Every file of the library artifact (library.library_files) with the plan in `costs`
+        (planned here when `costs` carries none). Options: passes, pass_reports, progress."""
+        from edgevit.targets.cpu.library import library_files
+
+        self.check_options(options)
+        profile = _cpu_profile(profile)
+        plan = costs.plan if costs is not None and costs.plan is not None else plan_program(program, ARENA)
+        return library_files(program, profile, plan, weight_bytes(program), vectors, **options)
+
+    def over_budget_hint(self, costs: Costs, program) -> str:
+        """The largest arena buffers at the plan's peak step."""
+        from edgevit.backend.planner import largest_buffers
+
+        return f"Largest arena buffers {largest_buffers(costs.plan, program)}." if costs.plan is not None else ""
+
+    def default_runner_for(self, profile) -> str:
+        """host for x86-64 profiles, qemu (user mode: outputs only) for the Arm ones, whatever machine
+        compiles: the artifact must not depend on it."""
+        from edgevit.targets.cpu.isa import ARM64, profile_arch
+
+        return "qemu" if profile_arch(_cpu_profile(profile)) == ARM64 else self.default_runner
+
+    def runners(self) -> dict[str, type]:
+        """host (build with the profile's toolchain and run natively) and qemu (user-mode emulation
+        of the Arm profiles)."""
+        from edgevit.targets.cpu.runners.host import CpuHostRunner
+        from edgevit.targets.cpu.runners.qemu import CpuQemuRunner
+
+        return {r.name: r for r in (CpuHostRunner, CpuQemuRunner)}
