@@ -12,23 +12,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgevit.backend.errors import RunFailedError
-from edgevit.backend.process import Tool, run_make
-from edgevit.backend.runner import SANITIZE_CFLAGS, Runner
+from edgevit.backend.process import Tool
+from edgevit.backend.runner import SANITIZE_CFLAGS
 from edgevit.errors import UserInputError
 from edgevit.targets.cpu.isa import check_native
+from edgevit.targets.cpu.runners.cpu_runner import EXECUTABLE, CpuRunner
 
-EXECUTABLE = "check"
 
 
-class CpuHostRunner(Runner):
+class CpuHostRunner(CpuRunner):
     """Build the library and its check program with the profile's compiler and run it natively."""
 
     name = "host"
     description = "this machine, natively (the profile's toolchain); --sanitize adds ASan/UBSan"
-    build_dirs = ("include", "src", "Makefile")  # top-level entries: the Makefile is a file
-    counts_instructions = False
-    tick_name = "untimed tick"
 
     @classmethod
     def supports_sanitize(cls) -> bool:
@@ -39,10 +35,6 @@ class CpuHostRunner(Runner):
         """make and the profile's C compiler."""
         return [Tool("make", "to build the library", "make"),
                 Tool(profile.toolchain.cc, "the profile's C compiler", "gcc")]
-
-    def required_files(self) -> tuple[str, ...]:
-        """The artifact's Makefile and check program."""
-        return ("Makefile", "src/check.c")
 
     def check(self, artifact, profile) -> None:
         """UserInputError when this host cannot run the profile's code (naming what it lacks and the
@@ -58,11 +50,7 @@ class CpuHostRunner(Runner):
     def build(self, workdir: Path, profile, count: int) -> tuple[list[str], Path]:
         """`make -C workdir`; returns ([workdir/check, count], workdir)."""
         variables = {"EXTRA_CFLAGS": SANITIZE_CFLAGS} if self.sanitize else {}
-        run_make(workdir, variables, what="library build (Makefile)")
-        exe = workdir / EXECUTABLE
-        if not exe.is_file():
-            raise RunFailedError(f"the Makefile finished without producing {EXECUTABLE}; the artifact is broken: "
-                                 "recompile it with `edgevit compile`")
+        exe = self.make_check(workdir, variables, "library build (Makefile)")
         return [str(exe), str(count)], workdir
 
     def source(self, profile) -> str:

@@ -12,23 +12,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgevit.backend.errors import RunFailedError
-from edgevit.backend.process import Tool, run_make
-from edgevit.backend.runner import Runner
+from edgevit.backend.process import Tool
 from edgevit.errors import UserInputError
+from edgevit.targets.cpu.runners.cpu_runner import EXECUTABLE, CpuRunner
 
-EXECUTABLE = "check"
 CROSS_PACKAGES = {"aarch64-linux-gnu-gcc": "gcc-aarch64-linux-gnu"}
 
 
-class CpuQemuRunner(Runner):
+class CpuQemuRunner(CpuRunner):
     """Cross-build the check program and run it under qemu user mode (outputs only, no timing)."""
 
     name = "qemu"
     description = "qemu user mode (qemu-aarch64) for the Arm profiles; outputs only, emulated time means nothing"
-    build_dirs = ("include", "src", "Makefile")  # top-level entries: the Makefile is a file
-    counts_instructions = False
-    tick_name = "untimed tick"
 
     def tools(self, profile) -> list[Tool]:
         """make, the profile's cross compiler and its qemu user-mode binary."""
@@ -36,10 +31,6 @@ class CpuQemuRunner(Runner):
         return [Tool("make", "to build the library", "make"),
                 Tool(cc, "the profile's cross C compiler", CROSS_PACKAGES.get(cc, cc)),
                 Tool(profile.emulator.binary or "qemu-aarch64", "qemu user mode", "qemu-user")]
-
-    def required_files(self) -> tuple[str, ...]:
-        """The artifact's Makefile and check program."""
-        return ("Makefile", "src/check.c")
 
     def check(self, artifact, profile) -> None:
         """UserInputError for a profile that qemu user mode does not stand in for, then tools and files."""
@@ -50,11 +41,7 @@ class CpuQemuRunner(Runner):
 
     def build(self, workdir: Path, profile, count: int) -> tuple[list[str], Path]:
         """`make -C workdir`; returns ([qemu, -cpu, CPU, workdir/check, count], workdir)."""
-        run_make(workdir, {}, what="library cross build (Makefile)")
-        exe = workdir / EXECUTABLE
-        if not exe.is_file():
-            raise RunFailedError(f"the Makefile finished without producing {EXECUTABLE}; the artifact is broken: "
-                                 "recompile it with `edgevit compile`")
+        exe = self.make_check(workdir, {}, "library cross build (Makefile)")
         cpu = ["-cpu", profile.emulator.cpu] if profile.emulator.cpu else []
         return [profile.emulator.binary or "qemu-aarch64", *cpu, str(exe), str(count)], workdir
 
