@@ -21,8 +21,11 @@ every call's int32 status is tested and edgevit_run returns the failing step's i
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
+
+import numpy as np
 
 from edgevit.errors import UserInputError
 from edgevit.lower.ops import get_op, kernel_dtype
@@ -134,20 +137,45 @@ def const_symbols(program: Program) -> dict[str, str]:
     return symbols
 
 
-def weights_c(program: Program) -> str:
-    """src/weights.c: every constant as a `const` 8-byte aligned array (flash)."""
+def packed_symbol(value: np.ndarray) -> str:
+    """C symbol of a kernel's packed constant (KernelCode.packed): "ev_p_" + 12 hex digits of its
+    dtype, shape and bytes, so identical packings are stored once."""
+    value = np.ascontiguousarray(value)
+    digest = hashlib.sha256(f"{value.dtype}{value.shape}".encode() + value.tobytes()).hexdigest()[:12]
+    return f"ev_p_{digest}"
+
+
+def stored_consts(program: Program, steps: list[StepCode] | None = None) -> list[tuple[str, str, np.ndarray]]:
+    """(C symbol, description, array) of every constant weights.c stores: with `steps` None all the
+    Program's constants; else only those some call passes ("const" arguments) and then the calls'
+    packed constants (once each), so constants a kernel re-laid out are not stored twice."""
     symbols = const_symbols(program)
+    if steps is None:
+        return [(symbols[n], n, v) for n, v in program.consts.items()]
+    calls = [c for s in steps for c in s.calls()]
+    used = {c.kernel.consts[a.ref] for c in calls for a in c.code.args if a.kind == "const"}
+    out = [(symbols[n], n, v) for n, v in program.consts.items() if n in used]
+    packed: dict[str, tuple[str, np.ndarray]] = {}
+    for c in calls:
+        for a in c.code.args:
+            if a.kind == "packed":
+                value = c.code.packed[a.ref]
+                packed.setdefault(packed_symbol(value), (f"{c.kernel.name}.{a.ref} (packed by {c.code.func})", value))
+    return out + [(sym, what, v) for sym, (what, v) in packed.items()]
+
+
+def weights_c(program: Program, steps: list[StepCode] | None = None) -> str:
+    """src/weights.c: the constants (`stored_consts`) as `const` 8-byte aligned arrays (flash)."""
     parts = [HEADER.format(what="Constants", name=program.name), "#include <stdint.h>\n"]
-    for name, value in program.consts.items():
-        parts.append(f"\n/* {name}: {list(value.shape)} {value.dtype} */\n")
-        parts.append(c_array(symbols[name], value))
+    for symbol, what, value in stored_consts(program, steps):
+        parts.append(f"\n/* {what}: {list(value.shape)} {value.dtype} */\n")
+        parts.append(c_array(symbol, value))
     return "".join(parts)
 
 
-def _extern_decls(program: Program) -> str:
-    symbols = const_symbols(program)
-    return "".join(f"extern const {ctype_of(v.dtype)} {symbols[n]}[{max(1, v.size)}];\n"
-                   for n, v in program.consts.items())
+def _extern_decls(program: Program, steps: list[StepCode] | None = None) -> str:
+    return "".join(f"extern const {ctype_of(v.dtype)} {symbol}[{max(1, v.size)}];\n"
+                   for symbol, _, v in stored_consts(program, steps))
 
 
 # ---- edgevit_model.h ------------------------------------------------------------------------------
@@ -234,6 +262,8 @@ def call_c(program: Program, plan, call: Call, symbols: dict[str, str], r0=None,
             args.append(_tensor_arg(program, plan, a, r0, rows))
         elif a.kind == "const":
             args.append(_const_arg(program, k, a, symbols, r0, rows))
+        elif a.kind == "packed":
+            args.append(f"({a.ctype}){packed_symbol(call.code.packed[a.ref])}")
         elif a.kind == "scratch":
             args.append(_scratch_arg(plan, call, a))
         else:
@@ -265,17 +295,18 @@ def step_c(program: Program, plan, step: StepCode, symbols: dict[str, str], chec
 
 
 def model_c(program: Program, plan, steps: list[StepCode], kernels_include: str, checked: bool = False,
-            arena_align: int = 8) -> str:
+            arena_align: int = 8, used_consts_only: bool = False) -> str:
     """model.c: the arena (aligned to `arena_align` bytes), the constants' declarations and
     edgevit_run (see the module docstring); it #includes `kernels_include`; `checked`: test every
-    call's status."""
+    call's status; `used_consts_only`: declare what `weights_c(program, steps)` stores (the calls'
+    constants and packed constants), else every Program constant."""
     inp, out = io_infos(program)
     symbols = const_symbols(program)
     in_off, out_off = plan.offset_of(inp.name), plan.offset_of(out.name)
     body = "".join(step_c(program, plan, s, symbols, checked) for s in steps)
     return (HEADER.format(what="Driver", name=program.name)
             + "#include <stddef.h>\n#include <stdint.h>\n#include <string.h>\n\n#include \"edgevit_model.h\"\n"
-            + f"#include \"{kernels_include}\"\n\n/* Constants (weights.c). */\n" + _extern_decls(program)
+            + f"#include \"{kernels_include}\"\n\n/* Constants (weights.c). */\n" + _extern_decls(program, steps if used_consts_only else None)
             + "\n/* Every activation lives in this arena at the offsets of the static memory plan. */\n"
             + "static uint8_t edgevit_arena[EDGEVIT_ARENA_BYTES]\n"
             + f"    __attribute__((aligned({arena_align}), section(\".bss.edgevit_arena\")));\n\n"

@@ -18,7 +18,7 @@ import numpy as np
 from edgevit.lower.program import Kernel, TensorInfo
 
 SCHEDULES = ("fast", "reference")
-ARG_KINDS = ("tensor", "const", "scratch", "int")
+ARG_KINDS = ("tensor", "const", "packed", "scratch", "int")
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,8 @@ class Arg:
 
     kind "tensor": ref = tensor name (the driver passes its arena address, offset to the
     chunk's first row for chunked calls); "const": ref = constant role in kernel.consts;
+    "packed": ref = a key of the KernelCode's `packed` arrays (constants the kernel derived from
+    its own, e.g. weights re-laid out for vector loads: the driver stores them like constants);
     "scratch": the kernel's scratch buffer; "int": ref = the integer value itself.
     ctype: the C type of the parameter, e.g. "int8_t*", "int32_t*", "float*", "int32_t", "int64_t".
     """
@@ -62,14 +64,16 @@ class KernelRequest:
 @dataclass(frozen=True)
 class KernelCode:
     """A generated kernel: C function `func`, its TVM PrimFunc, the call's arguments in order,
-    the scratch bytes it uses and the micro-kernel headers it needs (NAME: micro/NAME.h of a
-    kernel package, see `helper_header`)."""
+    the scratch bytes it uses, the micro-kernel headers it needs (NAME: micro/NAME.h of a
+    kernel package, see `helper_header`) and the `packed` constants its "packed" arguments name
+    (key -> array, e.g. a weight matrix in the kernel's own layout)."""
 
     func: str
     prim_func: Any
     args: tuple[Arg, ...]
     scratch_bytes: int = 0
     helpers: tuple[str, ...] = ()
+    packed: dict[str, np.ndarray] = field(default_factory=dict, compare=False)
 
 
 GenerateFn = Callable[[KernelRequest], KernelCode]

@@ -55,6 +55,9 @@ def _main_source(code: KernelCode, req: KernelRequest, inputs: list[np.ndarray],
         elif a.kind == "const":
             decls.append(c_array(f"c{i}", req.consts[a.ref], const=False, static=True))
             call.append(f"({a.ctype})c{i}")
+        elif a.kind == "packed":
+            decls.append(c_array(f"c{i}", code.packed[a.ref], const=False, static=True))
+            call.append(f"({a.ctype})c{i}")
         elif a.kind == "scratch":
             decls.append(f"static int64_t scratch[{max(1, (code.scratch_bytes + 7) // 8)}];\n")
             call.append(f"({a.ctype})scratch")

@@ -23,6 +23,7 @@ from edgevit.backend.csrc import c_array
 from edgevit.backend.manifest import FORMAT, VERSION, manifest_json, program_summary, reference_top1
 from edgevit.backend.vectors import Vectors, vector_npy_files
 from edgevit.targets.cpu.isa import llvm_target
+from edgevit.targets.cpu.kernels import KERNEL_PACKAGE, kernel_isa
 from edgevit.targets.cpu.llvm_kernels import GAS_FLAGS, compile_kernels
 from edgevit.targets.cpu.target import ARENA
 
@@ -182,7 +183,7 @@ def library_files(program, profile, plan, weight_bytes: int, vectors: Vectors, *
     cdriver.io_infos(program)
     target = llvm_target(profile)
     say("generating kernels")
-    steps = cdriver.request_kernels(program, plan, "fast", ())
+    steps = cdriver.request_kernels(program, plan, "fast", kernel_isa(target), overrides=KERNEL_PACKAGE)
     codes = cdriver.distinct_codes(steps)
     say(f"compiling {len(codes)} kernel functions with LLVM (TVM)")
     kernels = compile_kernels(codes, target)
@@ -191,8 +192,8 @@ def library_files(program, profile, plan, weight_bytes: int, vectors: Vectors, *
         "include/edgevit_model.h": cdriver.model_h(program, plan, (
             ("EDGEVIT_WEIGHT_BYTES", weight_bytes, "constants (src/weights.c)"),)),
         "src/model.c": cdriver.model_c(program, plan, steps, KERNELS_INCLUDE, checked=True,
-                                       arena_align=ARENA.alignment),
-        "src/weights.c": cdriver.weights_c(program),
+                                       arena_align=ARENA.alignment, used_consts_only=True),
+        "src/weights.c": cdriver.weights_c(program, steps),
         "src/kernels.s": kernels.assembly,
         "src/kernels.h": kernels.header,
         "src/support.c": kernels.support,

@@ -36,6 +36,7 @@ from typing import Iterable
 from edgevit.backend.kernels import helper_header
 from edgevit.backend.kernels.base import KernelCode
 from edgevit.errors import EdgevitError
+from edgevit.targets.cpu.kernels import KERNEL_PACKAGE
 
 PIPELINE = "edgevit_cpu_llvm"
 CALLING_CONV_PACKED = 1  # tvm::CallingConv::kCPackedFunc: MakePackedAPI keeps the signature
@@ -107,7 +108,7 @@ def support_source(helpers: Iterable[str] = ()) -> str:
     runtime = importlib.resources.files("edgevit.targets.cpu").joinpath(RUNTIME_SOURCE).read_text()
     parts = [runtime, "\n/* micro-kernel helpers, external so the LLVM kernels can call them */\n",
              "#include <string.h>\n"]
-    parts += [re.sub(r"\bstatic\s+inline\s+", "", helper_header(h)) for h in helpers]
+    parts += [re.sub(r"\bstatic\s+inline\s+", "", helper_header(h, KERNEL_PACKAGE)) for h in helpers]
     return "".join(parts)
 
 

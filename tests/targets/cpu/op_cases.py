@@ -106,9 +106,9 @@ def make_case(name: str, seed: int) -> Case:
     return BUILDERS[name](np.random.default_rng(seed))
 
 
-def request(case: Case, schedule: str = "fast") -> KernelRequest:
-    """The KernelRequest of the case (all rows, no ISA hints: the generic kernels)."""
-    return request_for(case.kernel, case.tensors, case.consts, schedule=schedule)
+def request(case: Case, schedule: str = "fast", isa: tuple[str, ...] = ()) -> KernelRequest:
+    """The KernelRequest of the case (all rows; `isa`: the cpu kernels' ISA facts, kernels.kernel_isa)."""
+    return request_for(case.kernel, case.tensors, case.consts, schedule=schedule, isa=isa)
 
 
 def reference_outputs(case: Case) -> list[np.ndarray]:

@@ -17,6 +17,7 @@ import pytest
 from edgevit.backend.kernels import get_kernel
 from edgevit.profiles.profile import load_profile
 from edgevit.targets.cpu.isa import llvm_target
+from edgevit.targets.cpu.kernels import KERNEL_PACKAGE, kernel_isa
 from edgevit.targets.cpu.llvm_kernels import c_prototype, compile_kernels, support_source
 from tests.targets.cpu.llvm_harness import HOST, Toolchain, build_and_run, run_llvm_kernel
 from tests.backend.kernels import gemm_cases as gemm
@@ -33,16 +34,17 @@ def host_target() -> dict:
     return llvm_target(load_profile("host"))
 
 
-def generate(case, schedule: str = "fast"):
-    """(KernelCode, KernelRequest) of the case from the generic generator."""
-    req = request(case, schedule)
-    return get_kernel(case.kernel.op, req.dtype).generate(req), req
+def generate(case, target: dict, schedule: str = "fast"):
+    """(KernelCode, KernelRequest) of the case from the cpu target's kernel for `target` (its
+    override, else the generic generator)."""
+    req = request(case, schedule, kernel_isa(target))
+    return get_kernel(case.kernel.op, req.dtype, overrides=KERNEL_PACKAGE).generate(req), req
 
 
 @pytest.mark.parametrize("name", CASES)
 def test_kernel_matches_reference_on_host(name, host_target) -> None:
     case = make_case(name, seed=sum(map(ord, name)))
-    code, req = generate(case)
+    code, req = generate(case, host_target)
     assert_matches(run_llvm_kernel(code, req, case.inputs, host_target), reference_outputs(case))
 
 
@@ -52,7 +54,7 @@ def test_kernel_matches_reference_on_host(name, host_target) -> None:
 @pytest.mark.parametrize("name", CASES)
 def test_kernel_matches_reference_on_more_shapes(name, seed, schedule, host_target) -> None:
     case = make_case(name, seed=1000 + seed)
-    code, req = generate(case, schedule)
+    code, req = generate(case, host_target, schedule)
     assert_matches(run_llvm_kernel(code, req, case.inputs, host_target), reference_outputs(case))
 
 
@@ -72,10 +74,10 @@ def test_int8_and_float_kernels_on_qemu_aarch64(profile, dotprod) -> None:
     target = llvm_target(load_profile(profile))
     long_k = from_gemm_case(gemm.linear_int8_case(np.random.default_rng(8), 9, 64, 16))
     for case in (long_k, make_case("linear-int8", 5), make_case("attention-float32", 6)):
-        code, req = generate(case)
+        code, req = generate(case, target)
         assert_matches(run_llvm_kernel(code, req, case.inputs, target, aarch64_toolchain(profile)),
                        reference_outputs(case))
-    code, _ = generate(long_k)
+    code, _ = generate(long_k, target)
     assert bool(re.search(r"\bsdot\b", compile_kernels([code], target).assembly)) == dotprod
 
 
@@ -139,7 +141,7 @@ def test_prototypes_externals_and_deterministic_assembly(host_target) -> None:
     """Plain C prototypes returning int32 in argument order; the assembly calls only libm and the
     micro-kernel helpers; two builds give the same text; each function is defined once."""
     cases = [make_case("linear-float32", 3), make_case("layernorm-int8", 4), make_case("layernorm-int8", 4)]
-    codes = [generate(c)[0] for c in cases]
+    codes = [generate(c, host_target)[0] for c in cases]
     one, two = compile_kernels(codes, host_target), compile_kernels(codes, host_target)
     assert one.assembly == two.assembly and one.header == two.header
     assert one.functions == tuple(sorted({c.func for c in codes}))
