@@ -141,6 +141,8 @@ class Profile(_Model):
 
     `memory` takes the shape of `kind` (McuMemory, CpuMemory or FpgaMemory). For an FPGA,
     `clock_hz` is the host (PS) clock and `memory.clock_hz` the fabric clock of the kernels.
+    `isa_when_present` (natively run cpu profiles such as `host`): extensions the code uses only
+    if the machine that compiles it reports them (detected at run time, recorded in the artifact).
     `target` names the backend that compiles for the device (`edgevit.targets.<target>` or one
     registered with `edgevit.backend.target.register_target`); by default the one named like `kind`.
     """
@@ -151,6 +153,7 @@ class Profile(_Model):
     target: Optional[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]] = None
     core: Text
     isa: list[str] = []
+    isa_when_present: list[str] = []  # cpu, native: extensions used when the compiling machine reports them
     clock_hz: Hz
     memory: Memory
     emulator: Emulator

@@ -102,9 +102,11 @@ def _known_features(profile) -> tuple[list[str], list[str]]:
     levels = X86_LEVELS if arch == X86 else ARM_LEVELS
     known = (set(X86_MATTR) | set(X86_LEVELS["x86-64-v4"])) if arch == X86 else set(ARM_MATTR)
     unknown = [f for f in profile.isa if f not in known and f not in levels]
-    if unknown:
-        raise UserInputError(f"profile {profile.name!r}: isa {unknown} unknown for {arch}; known: "
-                             f"{', '.join(sorted(levels))}, {', '.join(sorted(known))}")
+    unknown_optional = [f for f in profile.isa_when_present if f not in known]
+    if unknown or unknown_optional:
+        field = "isa" if unknown else "isa_when_present"
+        raise UserInputError(f"profile {profile.name!r}: {field} {unknown or unknown_optional} unknown for {arch}; "
+                             f"known: {', '.join(sorted(levels))}, {', '.join(sorted(known))}")
     return [f for f in profile.isa if f in levels], [f for f in profile.isa if f not in levels]
 
 
@@ -141,8 +143,8 @@ def llvm_target(profile, host: HostIsa | None = None) -> dict:
     """The TVM LLVM target dict of a cpu profile: {"kind": "llvm", "mtriple", "mcpu", "mattr"}.
 
     Native profiles (`emulator.kind: native`) are checked against the host (`check_native`) and
-    get only the extensions both the profile claims and the host has; others are cross-compiled
-    for what the profile says. `host` defaults to the detected one.
+    get only the extensions the profile claims (`isa`, `isa_when_present`) and the host has; others
+    are cross-compiled for what the profile says. `host` defaults to the detected one.
     """
     arch = profile_arch(profile)
     _, features = _known_features(profile)
@@ -151,9 +153,21 @@ def llvm_target(profile, host: HostIsa | None = None) -> dict:
             raise UserInputError(f"profile {profile.name!r}: x86-64 profiles run natively (emulator.kind: native)")
         host = host or host_isa()
         check_native(profile, host)
-        mattr = {X86_MATTR[f] for f in features if f in X86_MATTR and f in host.features}
+        wanted = [*features, *profile.isa_when_present]
+        mattr = {X86_MATTR[f] for f in wanted if f in X86_MATTR and f in host.features}
         return {"kind": "llvm", "mtriple": TRIPLES[X86], "mcpu": _x86_level(profile), "mattr": sorted(mattr)}
     if profile.emulator.kind == "native":
         check_native(profile, host)
     mattr = [ARM_MATTR[f] for f in features if ARM_MATTR[f]]
     return {"kind": "llvm", "mtriple": TRIPLES[ARM64], "mcpu": profile.core, "mattr": sorted(set(mattr))}
+
+
+def missing_target_features(target: dict, host: HostIsa | None = None) -> list[str]:
+    """The x86 features an artifact's LLVM target (its manifest's `llvm_target`) uses that the host
+    lacks (cpuinfo spelling, e.g. ["avx512_vnni"]): code compiled on a machine with AVX-512 must not
+    run on one without. [] for Arm targets (checked through the profile) and when nothing is missing."""
+    host = host or host_isa()
+    if not str(target.get("mtriple", "")).startswith("x86_64") or host.arch != X86:
+        return []
+    flag_of = {v: k for k, v in X86_MATTR.items()}
+    return sorted(flag_of[a] for a in target.get("mattr", ()) if a in flag_of and flag_of[a] not in host.features)

@@ -11,7 +11,7 @@ import pytest
 
 from edgevit.errors import UserInputError
 from edgevit.profiles.profile import load_profile
-from edgevit.targets.cpu.isa import (X86_LEVELS, X86_MATTR, HostIsa, check_native, host_isa, llvm_target,
+from edgevit.targets.cpu.isa import (X86_LEVELS, missing_target_features, X86_MATTR, HostIsa, check_native, host_isa, llvm_target,
                                      missing_on_host, parse_cpuinfo)
 
 X86_CPUINFO = """processor	: 0
@@ -46,13 +46,27 @@ def test_host_isa_is_detected_from_this_machine() -> None:
 
 
 def test_host_profile_gets_features_both_claim() -> None:
-    profile = load_profile("host")
+    profile = load_profile("host").model_copy(update={"isa_when_present": []})
     host = parse_cpuinfo(X86_CPUINFO, "x86_64")
     assert llvm_target(profile, host) == {"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": "x86-64-v3",
                                           "mattr": ["+avx2", "+fma", "+sse4.2"]}
     vnni = profile.model_copy(update={"isa": [*profile.isa, "avx512f", "avx512_vnni", "avx_vnni"]})
     assert llvm_target(vnni, host)["mattr"] == ["+avx2", "+avx512f", "+avx512vnni", "+fma", "+sse4.2"]
     assert llvm_target(vnni, V3)["mattr"] == ["+avx2", "+fma", "+sse4.2"]   # the host lacks them: left out
+
+
+def test_host_profile_uses_avx512_and_vnni_only_where_the_compiling_host_has_them() -> None:
+    """`isa_when_present`: AVX-512 + VNNI on a machine reporting them, AVX2 only elsewhere; an
+    artifact built with them is refused (by its recorded llvm_target) on a host without them."""
+    profile = load_profile("host")
+    rich = llvm_target(profile, parse_cpuinfo(X86_CPUINFO, "x86_64"))
+    assert rich["mattr"] == ["+avx2", "+avx512bw", "+avx512f", "+avx512vnni", "+fma", "+sse4.2"]
+    assert llvm_target(profile, V3)["mattr"] == ["+avx2", "+fma", "+sse4.2"]
+    assert missing_target_features(rich, V3) == ["avx512_vnni", "avx512bw", "avx512f"]
+    assert missing_target_features(rich, parse_cpuinfo(X86_CPUINFO, "x86_64")) == []
+    bad = profile.model_copy(update={"isa_when_present": ["avx9000"]})
+    with pytest.raises(UserInputError, match="isa_when_present"):
+        llvm_target(bad, V3)
 
 
 def test_host_profile_on_this_machine_follows_detection() -> None:
@@ -63,7 +77,8 @@ def test_host_profile_on_this_machine_follows_detection() -> None:
     else:
         target = llvm_target(profile)
         assert target["mcpu"] == "x86-64-v3"
-        assert target["mattr"] == sorted(X86_MATTR[f] for f in ("avx2", "fma", "sse4_2") if f in host_isa().features)
+        claimed = ("avx2", "fma", "sse4_2", *profile.isa_when_present)
+        assert target["mattr"] == sorted(X86_MATTR[f] for f in claimed if f in host_isa().features)
 
 
 def test_host_below_the_profiles_level_is_refused() -> None:
