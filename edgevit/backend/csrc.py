@@ -43,6 +43,23 @@ def c_array(name: str, arr: np.ndarray, *, const: bool = True, static: bool = Fa
            f"__attribute__(({', '.join(attrs)}))"
     if a.size == 0:
         return head + " = {0};\n"
-    items = [c_literal(v, a.dtype) for v in a.tolist()]
+    items = _literals(a)
     lines = [", ".join(items[i:i + PER_LINE]) for i in range(0, len(items), PER_LINE)]
     return head + " = {\n  " + ",\n  ".join(lines) + "\n};\n"
+
+
+def _literals(a: np.ndarray) -> list[str]:
+    """`c_literal` of every element of the 1-D array `a`, without per-element dtype lookups (the
+    constants of a DeiT-sized model are millions of elements)."""
+    name = a.dtype.name
+    if name == "float32":
+        if not np.isfinite(a).all():
+            raise ValueError(f"non-finite float constant {a[~np.isfinite(a)][0]}")
+        return [f"{v.hex()}f" if v != 0 else "0.0f" for v in a.astype(np.float64).tolist()]
+    if name == "int64":
+        return [c_literal(v, a.dtype) for v in a.tolist()]
+    items = list(map(str, a.tolist()))
+    if name == "int32":
+        for i in np.flatnonzero(a == -(1 << 31)).tolist():
+            items[i] = c_literal(-(1 << 31), "int32")
+    return items
