@@ -37,9 +37,15 @@ compiled in exactly) [+ logf(size_j), computed once per call into a second scrat
 bytes], e_j = expf(s_j - m), sum in double, p_j = e_j * (float)(1/sum), out = sum_j p_j v_j.
 
 Not row-wise (every query row reads all keys and values), no in-place.
+
+A target replaces the fast schedule's PrimFuncs through `AttentionHooks` (same parameters, same
+C call; e.g. the cpu target's vector kernels, edgevit/targets/cpu/kernels/attention.py).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
 import numpy as np
 
@@ -55,18 +61,31 @@ NEG_INF_BITS = 0xFF800000
 RECIP32_MIN_FRAC_BITS = 16  # 255 * 2^40 / 2^F < 2^32 from F = 16 on
 
 
+@dataclass(frozen=True)
+class AttentionHooks:
+    """A target's PrimFunc builders for the fast schedule, with the generic functions' parameters:
+    float_func(n, h, hd, scale, has_size) like `float_func`, int8_func(n, h, hd, table_size, frac_bits,
+    n_log) like `int8_fast_func`; `facts` are added to the C function name; `helpers` replace the
+    float kernel's micro-kernel headers."""
+
+    float_func: Callable[[int, int, int, float, bool], Any]
+    int8_func: Callable[[int, int, int, int, int, int], Any]
+    facts: dict = field(default_factory=dict)
+    helpers: tuple[str, ...] = ()
+
+
 def _hd_loop(T, hd: int, fast: bool):
     """A new head_dim loop frame: fully unrolled in the fast schedule (hd <= 64), serial otherwise."""
     return T.unroll(hd) if fast and hd <= MAX_UNROLL_HD else T.serial(hd)
 
 
-def _size_bias(T, SIZE, LOG, j, n_log: int):
+def size_bias(T, SIZE, LOG, j, n_log: int):
     """log_size[size_j - 1], size_j clamped to [1, S] (out-of-range sizes, an error in the reference,
     never read outside the table)."""
     return LOG[T.max(T.min(SIZE[j], n_log), 1) - 1]
 
 
-def _int8_prim(n: int, h: int, hd: int, table_size: int, n_log: int, body):
+def int8_prim(n: int, h: int, hd: int, table_size: int, n_log: int, body):
     """The int8 PrimFunc: (qkv, [size, ] score_lut, [log_size, ] out, row scratch, score_M, score_shift,
     out_M, out_shift, zp) calling the T.inline `body` (the size pointers only when n_log > 0)."""
     from tvm.script import tirx as T
@@ -100,7 +119,7 @@ def _int8_prim(n: int, h: int, hd: int, table_size: int, n_log: int, body):
 
 
 def int8_reference_func(n: int, h: int, hd: int, table_size: int, n_log: int = 0):
-    """int8 PrimFunc (see `_int8_prim`) doing steps 1-4 literally in int64."""
+    """int8 PrimFunc (see `int8_prim`) doing steps 1-4 literally in int64."""
     from tvm.script import tirx as T
 
     w, ow = 3 * h * hd, h * hd
@@ -127,7 +146,7 @@ def int8_reference_func(n: int, h: int, hd: int, table_size: int, n_log: int = 0
                         acc[0] = acc[0] + (T.Cast("int32", QKV[i * w + hh * hd + t])
                                            * T.Cast("int32", QKV[j * w + ow + hh * hd + t]))
                     if has_size:
-                        acc[0] = acc[0] + _size_bias(T, SIZE, LOG, j, n_log)
+                        acc[0] = acc[0] + size_bias(T, SIZE, LOG, j, n_log)
                     S[j] = acc[0]
                     mx[0] = T.max(mx[0], acc[0])
                 tot[0] = 0
@@ -146,11 +165,11 @@ def int8_reference_func(n: int, h: int, hd: int, table_size: int, n_log: int = 0
                         acc[0] = acc[0] + S[j] * T.Cast("int32", QKV[j * w + 2 * ow + hh * hd + t])
                     O[i * ow + hh * hd + t] = tir_requantize(acc[0], out_mult, out_shift, zp, "int8")
 
-    return _int8_prim(n, h, hd, table_size, n_log, body)
+    return int8_prim(n, h, hd, table_size, n_log, body)
 
 
 def int8_fast_func(n: int, h: int, hd: int, table_size: int, frac_bits: int = 20, n_log: int = 0):
-    """int8 PrimFunc (see `_int8_prim`): 32-bit softmax pieces, registers, unrolled loops.
+    """int8 PrimFunc (see `int8_prim`): 32-bit softmax pieces, registers, unrolled loops.
 
     frac_bits: F of the score LUT (table[0] = 2^F); R = 255 * 2^40 / S fits a uint32 when F >= 16.
     n_log: length S of the log-size table (0: no `size` input).
@@ -195,7 +214,7 @@ def int8_fast_func(n: int, h: int, hd: int, table_size: int, frac_bits: int = 20
                 acc[0] = acc[0] + (T.Cast("int32", QKV[i * w + hh * hd + t])
                                    * T.Cast("int32", QKV[j * w + ow + hh * hd + t]))
             if has_size:
-                acc[0] = acc[0] + _size_bias(T, SIZE, LOG, j, n_log)
+                acc[0] = acc[0] + size_bias(T, SIZE, LOG, j, n_log)
             S[j] = acc[0]
             mx[0] = T.max(mx[0], acc[0])
 
@@ -257,7 +276,7 @@ def int8_fast_func(n: int, h: int, hd: int, table_size: int, frac_bits: int = 20
                         pv(hh, t, j)
                     O[i * ow + hh * hd + t] = tir_requantize(acc[0], out_mult, out_shift, zp, "int8")
 
-    return _int8_prim(n, h, hd, table_size, n_log, body)
+    return int8_prim(n, h, hd, table_size, n_log, body)
 
 
 def float_func(n: int, h: int, hd: int, scale: float, fast: bool, has_size: bool = False):
@@ -326,32 +345,41 @@ def float_func(n: int, h: int, hd: int, scale: float, fast: bool, has_size: bool
     return func
 
 
-def generate(req: KernelRequest) -> KernelCode:
-    """C for one `attention` kernel: qkv [N, 3*H*hd] (+ optional size [N]) -> [N, H*hd]."""
+def generate(req: KernelRequest, hooks: AttentionHooks | None = None) -> KernelCode:
+    """C for one `attention` kernel: qkv [N, 3*H*hd] (+ optional size [N]) -> [N, H*hd]; `hooks`: a
+    target's PrimFuncs for the fast schedule (None: the generic ones)."""
     check_request(req, row_wise=False)
     x, size = req.in_infos[0], (req.in_infos[1] if len(req.in_infos) > 1 else None)
     (y,) = req.out_infos
     a = req.kernel.attrs
     n, h, hd = x.shape[0], int(a["heads"]), int(a["head_dim"])
     fast = req.schedule == "fast"
+    hooks = hooks if fast else None
+    facts = hooks.facts if hooks else {}
     scratch = scratch_bytes(req.kernel, list(req.in_infos), list(req.out_infos), req.rows)
     size_args = (tensor_arg(size.name, size.dtype),) if size is not None else ()
     if x.dtype == "float32":
         scale = float(np.float32(a["scale"]))
         args = (tensor_arg(x.name, x.dtype), *size_args, tensor_arg(y.name, y.dtype), Arg("scratch", None, "float*"))
-        return KernelCode(kernel_func_name(req, heads=h, head_dim=hd, scale=scale.hex()), float_func(n, h, hd, scale, fast, size is not None),
-                          args, scratch_bytes=scratch, helpers=(F32_HELPER,))
+        prim = (hooks.float_func(n, h, hd, scale, size is not None) if hooks
+                else float_func(n, h, hd, scale, fast, size is not None))
+        return KernelCode(kernel_func_name(req, heads=h, head_dim=hd, scale=scale.hex(), **facts), prim,
+                          args, scratch_bytes=scratch, helpers=hooks.helpers if hooks else (F32_HELPER,))
     table = req.consts["score_lut"]
     frac_bits = int(table[0]).bit_length() - 1
     n_log = int(req.consts["log_size"].shape[0]) if size is not None else 0
-    prim = (int8_fast_func(n, h, hd, int(table.shape[0]), frac_bits, n_log) if fast
-            else int8_reference_func(n, h, hd, int(table.shape[0]), n_log))
+    if hooks:
+        prim = hooks.int8_func(n, h, hd, int(table.shape[0]), frac_bits, n_log)
+    else:
+        prim = (int8_fast_func(n, h, hd, int(table.shape[0]), frac_bits, n_log) if fast
+                else int8_reference_func(n, h, hd, int(table.shape[0]), n_log))
     log_args = (const_arg("log_size", req.consts["log_size"]),) if size is not None else ()
     args = (tensor_arg(x.name, x.dtype), *size_args, const_arg("score_lut", table), *log_args,
             tensor_arg(y.name, y.dtype), Arg("scratch", None, "int32_t*"), int_arg(a["score_multiplier"]),
             int_arg(a["score_shift"]), int_arg(a["out_multiplier"]), int_arg(a["out_shift"]),
             int_arg(a["out_quant"]["zero_point"]))
-    return KernelCode(kernel_func_name(req, heads=h, head_dim=hd, frac_bits=frac_bits), prim, args, scratch_bytes=scratch)
+    return KernelCode(kernel_func_name(req, heads=h, head_dim=hd, frac_bits=frac_bits, **facts), prim, args,
+                      scratch_bytes=scratch)
 
 
 KERNEL = KernelDef(op="attention", generate=generate, dtypes=("float32", "int8"))

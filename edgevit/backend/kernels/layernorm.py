@@ -19,15 +19,33 @@ double, centring and the affine map in float32, as the NumPy reference.
 
 Row-wise. In-place on input 0 is safe: each row is read completely by the statistics passes
 before the output pass, which reads x_d and then writes y_d (y's element size is <= x's).
+
+A target replaces the fast schedule's PrimFuncs through `LayernormHooks` (same parameters, same C
+call; e.g. the cpu target's vector kernels, edgevit/targets/cpu/kernels/layernorm.py).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
 from edgevit.backend.kernels.base import KernelCode, KernelDef, KernelRequest
 from edgevit.backend.kernels.common import check_request, const_arg, int_arg, kernel_func_name, row_count, tensor_arg
 from edgevit.backend.kernels.tir import F32_HELPER, f64_const, tir_clamp, tir_half, tir_rshift
 
 ISQRT_HELPER = "isqrt64"
+
+
+@dataclass(frozen=True)
+class LayernormHooks:
+    """A target's PrimFunc builders for the fast schedule, with the generic functions' parameters:
+    float_func(rows, d, eps) like `float_func`, int_func(rows, d, in_dt, out_dt) like `int_fast_func`;
+    `facts` are added to the C function name, `helpers` replace the micro-kernel headers."""
+
+    float_func: Callable[[int, int, float], Any]
+    int_func: Callable[[int, int, str, str], Any]
+    facts: dict = field(default_factory=dict)
+    helpers: tuple[str, ...] = ()
 
 
 def _norm_shift(T, w, frac_bits):
@@ -158,23 +176,31 @@ def float_func(rows: int, d: int, eps: float):
     return func
 
 
-def generate(req: KernelRequest) -> KernelCode:
-    """C for one `layernorm` kernel: x [rows, D] -> y [rows, D] (rows = req.rows or N)."""
+def generate(req: KernelRequest, hooks: LayernormHooks | None = None) -> KernelCode:
+    """C for one `layernorm` kernel: x [rows, D] -> y [rows, D] (rows = req.rows or N); `hooks`: a
+    target's PrimFuncs for the fast schedule (None: the generic ones)."""
     check_request(req, row_wise=True)
     (x,) = req.in_infos
     (y,) = req.out_infos
     rows, d = row_count(req), x.shape[1]
+    hooks = hooks if req.schedule == "fast" else None
+    facts = hooks.facts if hooks else {}
     x_arg, y_arg = tensor_arg(x.name, x.dtype), tensor_arg(y.name, y.dtype)
     if x.dtype == "float32":
         eps = float(req.kernel.attrs["eps"])
         args = (x_arg, const_arg("gamma", req.consts["gamma"]), const_arg("beta", req.consts["beta"]), y_arg)
-        return KernelCode(kernel_func_name(req, eps=eps.hex()), float_func(rows, d, eps), args, helpers=(F32_HELPER,))
+        prim = hooks.float_func(rows, d, eps) if hooks else float_func(rows, d, eps)
+        return KernelCode(kernel_func_name(req, eps=eps.hex(), **facts), prim, args,
+                          helpers=hooks.helpers if hooks else (F32_HELPER,))
     a = req.kernel.attrs
-    make = int_fast_func if req.schedule == "fast" else int_reference_func
+    if hooks:
+        prim = hooks.int_func(rows, d, x.dtype, y.dtype)
+    else:
+        prim = (int_fast_func if req.schedule == "fast" else int_reference_func)(rows, d, x.dtype, y.dtype)
     args = ((x_arg, const_arg("gain", req.consts["gain"]), const_arg("bias", req.consts["bias"]), y_arg)
             + (int_arg(a["frac_bits"]), int_arg(a["eps_fixed"], "int64_t"), int_arg(a["out_shift"]),
                int_arg(a["out_quant"]["zero_point"])))
-    return KernelCode(kernel_func_name(req), make(rows, d, x.dtype, y.dtype), args, helpers=(ISQRT_HELPER,))
+    return KernelCode(kernel_func_name(req, **facts), prim, args, helpers=hooks.helpers if hooks else (ISQRT_HELPER,))
 
 
 KERNEL = KernelDef(op="layernorm", generate=generate, dtypes=("float32", "int8", "int16"))

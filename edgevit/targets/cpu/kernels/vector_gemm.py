@@ -32,8 +32,8 @@ from typing import Sequence
 import numpy as np
 
 from edgevit.backend.kernels.gemm import GemmSpec, Region, build_gemm
+from edgevit.targets.cpu.kernels.vector_isa import DOT_K, dot_family, lanes32
 
-DOT_K = 4                  # int8 values one dot-product lane sums
 UNROLL_K_MAX = 16          # an innermost reduction axis of a multi-axis reduction (a patch row) is unrolled up to this
 PARALLEL_MIN_MACS = 1 << 18  # below this a kernel runs on one thread (a launch costs a few microseconds)
 
@@ -49,32 +49,13 @@ class CpuGemm:
     dot: str | None = None
 
 
-def _lanes32(isa: Sequence[str]) -> int:
-    """32-bit lanes per vector register: 16 with AVX-512, 8 with AVX2/AVX, 4 otherwise (SSE, NEON)."""
-    if "avx512f" in isa:
-        return 16
-    if "avx2" in isa or "avx" in isa:
-        return 8
-    return 4
-
-
-def dot_family(isa: Sequence[str]) -> str | None:
-    """The int8 dot-product instructions the ISA has: "vnni" (AVX-512 VNNI, with AVX-512BW/VL), "sdot"
-    (Arm dot product), None."""
-    if "avx512vnni" in isa and "avx512bw" in isa and "avx512f" in isa:
-        return "vnni"
-    if "aarch64" in isa and "dotprod" in isa:
-        return "sdot"
-    return None
-
-
 def cpu_gemm(isa: Sequence[str], dtype: str, k: int) -> CpuGemm:
     """The tile for a GEMM of `dtype` ("float32" / "int8") with reduction length `k` on `isa`
     (kernels.kernel_isa): two vectors of columns (four on Arm, whose vectors are narrow), 6 rows on
     32-register ISAs (4 on aarch64, 3 with AVX2's 16 registers) — the accumulators, the weight
     vectors and a broadcast fit the register file; int8 uses the dot-product family when the ISA has
     one and k is a multiple of 4."""
-    lanes = _lanes32(isa)
+    lanes = lanes32(isa)
     arm = "aarch64" in isa
     cols = lanes * (4 if arm else 2)
     rows = 4 if arm else (6 if lanes == 16 else 3)
