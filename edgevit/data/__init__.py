@@ -24,6 +24,7 @@ from edgevit.data.idx import read_idx, write_idx
 from edgevit.data.imagefolder import load_image_folder
 from edgevit.data.normalize import Normalization, compute_normalization
 from edgevit.data.npz import load_npz
+from edgevit.data.synthetic import is_synthetic, load_synthetic
 
 __all__ = [
     "SPLIT_NAMES",
@@ -37,6 +38,7 @@ __all__ = [
     "load_fashion_mnist",
     "load_image_folder",
     "load_npz",
+    "load_synthetic",
     "read_idx",
     "split_train_val",
     "write_idx",
@@ -56,7 +58,8 @@ def load_dataset(
     """Load a dataset by name or path as train / val / test splits.
 
     Accepts "fashion-mnist" (or "fmnist"; files under `root`, else
-    $EDGEVIT_FASHION_MNIST, else the Debian package path), a directory (image folder,
+    $EDGEVIT_FASHION_MNIST, else the Debian package path), "synthetic:CxHxW[:K]"
+    (seeded random images, fixed split sizes: see `load_synthetic`), a directory (image folder,
     see `load_image_folder`) or a `.npz` file (see `load_npz`). A relative path is also
     looked up under `root`. val_size: count or fraction; None means 5000 for
     Fashion-MNIST (the 55k/5k split) and 10% otherwise. Images uint8 [N, C, H, W],
@@ -66,6 +69,8 @@ def load_dataset(
     if text.lower() in FASHION_MNIST_NAMES:
         size = FASHION_MNIST_VAL_SIZE if val_size is None else val_size
         return load_fashion_mnist(root=root, val_size=size, seed=seed)
+    if is_synthetic(text):
+        return load_synthetic(text)
     size = OTHER_VAL_SIZE if val_size is None else val_size
     path = _resolve_path(text, root)
     if path.suffix.lower() == ".npz":
@@ -74,7 +79,7 @@ def load_dataset(
         return load_image_folder(path, val_size=size, seed=seed)
     where = "does not exist" if not path.exists() else "is neither a directory nor an .npz file"
     raise DataError(
-        f"unknown dataset {text!r}: {path} {where}. Accepted: 'fashion-mnist' (or 'fmnist'), "
+        f"unknown dataset {text!r}: {path} {where}. Accepted: 'fashion-mnist' (or 'fmnist'), 'synthetic:CxHxW', "
         f"an image folder (<dir>/<class>/*.png, or <dir>/train and <dir>/test), or an .npz file "
         f"with x_train, y_train, x_test, y_test"
     )
