@@ -5,7 +5,7 @@ VENV     ?= .venv
 PY       := $(VENV)/bin/python
 EDGEVIT  := $(VENV)/bin/edgevit
 APT_PKGS := dataset-fashion-mnist gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm \
-            gcc-aarch64-linux-gnu qemu-user
+            gcc-aarch64-linux-gnu qemu-user openssh-server openssh-client
 STAMP    := $(VENV)/.edgevit-installed
 PYTEST   ?= -q
 

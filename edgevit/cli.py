@@ -127,6 +127,7 @@ def compile_cmd(
     data_root: Optional[Path] = typer.Option(None, "--data-root"),
     vectors: int = typer.Option(50, "--vectors", min=1, help="Test images bundled with the artifact."),
     schedule: Optional[str] = typer.Option(None, "--schedule", help="MCU kernel schedules: fast (default) or reference."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU library: default thread count of its thread pool (EDGEVIT_DEFAULT_THREADS, default 1)."),
     calib_size: Optional[int] = typer.Option(None, "--calib-size", min=1),
     force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
@@ -136,7 +137,8 @@ def compile_cmd(
 
     summary = compile_artifact(model, profile, out, passes=passes, data=data, data_root=data_root,
                                vectors=vectors, calib_size=calib_size, force=force, progress=not as_json,
-                               **({"schedule": schedule} if schedule is not None else {}))
+                               **({"schedule": schedule} if schedule is not None else {}),
+                               **({"threads": threads} if threads is not None else {}))
     if as_json:
         print(json.dumps(summary))
         return
@@ -148,18 +150,33 @@ def compile_cmd(
 @app.command("run")
 def run_cmd(
     artifact: Path = typer.Argument(..., help="Artifact directory written by `edgevit compile`."),
-    runner: Optional[str] = typer.Option(None, "--runner", help="A runner of the artifact's target (default: its default runner; MCU: qemu, host, serial)."),
+    runner: Optional[str] = typer.Option(None, "--runner", help="A runner of the artifact's target (default: its default runner; MCU: qemu, host, serial; CPU: host, qemu, ssh)."),
     count: Optional[int] = typer.Option(None, "--count", min=1, help="Test vectors to run (default: all bundled)."),
     sanitize: bool = typer.Option(False, "--sanitize", help="Build with -fsanitize=address,undefined (runners that can; MCU: host)."),
     timeout: Optional[float] = typer.Option(None, "--timeout", help="Seconds before the run is aborted."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    bench_runs: Optional[int] = typer.Option(None, "--bench-runs", help="Runners that measure latency (CPU: host, ssh): timed runs of the bench program (default 200; 0: no bench)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="Runners that measure latency: threads of the bench runs (default: the artifact's)."),
+    ssh_host: Optional[str] = typer.Option(None, "--ssh-host", help="--runner ssh: the board's host name or address (default: $EDGEVIT_SSH_HOST)."),
+    ssh_user: Optional[str] = typer.Option(None, "--ssh-user", help="--runner ssh: login user (default: $EDGEVIT_SSH_USER, else ssh's own default)."),
+    ssh_port: Optional[int] = typer.Option(None, "--ssh-port", help="--runner ssh: ssh port (default: $EDGEVIT_SSH_PORT, else 22)."),
+    ssh_key: Optional[Path] = typer.Option(None, "--ssh-key", help="--runner ssh: private key file (default: $EDGEVIT_SSH_KEY, else ssh-agent / ~/.ssh)."),
+    ssh_known_hosts: Optional[Path] = typer.Option(None, "--ssh-known-hosts", help="--runner ssh: known_hosts file (default: $EDGEVIT_SSH_KNOWN_HOSTS, else ~/.cache/edgevit/ssh_known_hosts)."),
+    ssh_host_key_check: Optional[str] = typer.Option(None, "--ssh-host-key-check", help="--runner ssh: StrictHostKeyChecking accept-new | yes | no (default: $EDGEVIT_SSH_HOST_KEY_CHECK, else accept-new)."),
 ) -> None:
     """Run an artifact's test vectors on a runner; check outputs against the reference interpreter."""
     from edgevit.backend.artifact import load_artifact
     from edgevit.backend.run import pick_runner, print_result, run_vectors
+    from edgevit.errors import UserInputError
 
     art = load_artifact(artifact)
-    chosen = pick_runner(art, runner, sanitize=sanitize)
+    ssh = {k: v for k, v in dict(ssh_host=ssh_host, ssh_user=ssh_user, ssh_port=ssh_port, ssh_key=ssh_key,
+                                  ssh_known_hosts=ssh_known_hosts, ssh_host_key_check=ssh_host_key_check).items()
+           if v is not None}
+    if ssh and runner != "ssh":
+        raise UserInputError(f"{', '.join('--' + k.replace('_', '-') for k in ssh)} only apply to --runner ssh")
+    bench = {k: v for k, v in dict(bench_runs=bench_runs, threads=threads).items() if v is not None}
+    chosen = pick_runner(art, runner, sanitize=sanitize, **ssh, **bench)
     result = run_vectors(art, chosen, count=count, timeout=timeout, progress=not as_json)
     if as_json:
         print(json.dumps(result))

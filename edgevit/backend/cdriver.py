@@ -16,7 +16,9 @@ the plan's static offsets, copy the output out. In a chain, whole tensors are ad
 are passed as casts of the weights.c symbols; per-row constants (add_pos' `pos`) follow the
 chunk like tensors. model.c includes the target's kernel file (`kernels_include`: the MCU's
 kernels.c with `static` definitions, the CPU's kernels.h with prototypes); with `checked=True`
-every call's int32 status is tested and edgevit_run returns the failing step's index + 1.
+every call's int32 status is tested and edgevit_run returns the failing step's index + 1. With
+`caller_arena=True` (the CPU library) the body is edgevit_run_with_arena(arena, input, output) and
+edgevit_run passes the static arena.
 """
 
 from __future__ import annotations
@@ -179,9 +181,11 @@ def _extern_decls(program: Program, steps: list[StepCode] | None = None) -> str:
 
 
 # ---- edgevit_model.h ------------------------------------------------------------------------------
-def model_h(program: Program, plan, sizes: tuple[tuple[str, int, str], ...] = ()) -> str:
+def model_h(program: Program, plan, sizes: tuple[tuple[str, int, str], ...] = (), caller_arena: bool = False,
+            api: str = "") -> str:
     """edgevit_model.h: the public API (docs/mcu-backend.md), the size macros and the target's own
-    `sizes` (macro name, value, comment)."""
+    `sizes` (macro name, value, comment); `caller_arena`: also declare edgevit_run_with_arena (see
+    model_c); `api`: the target's further declarations (C text after edgevit_run's)."""
     inp, out = io_infos(program)
     quant = "".join(f"/* {what} {i.name!r} {list(i.shape)} {i.dtype}: real = {i.quant['scale']!r} * "
                     f"(q - ({i.quant['zero_point']})) */\n" for what, i in (("input", inp), ("output", out)) if i.quant)
@@ -196,7 +200,15 @@ def model_h(program: Program, plan, sizes: tuple[tuple[str, int, str], ...] = ()
             + "/* Run the model on one input (EDGEVIT_INPUT_SIZE elements) and write EDGEVIT_OUTPUT_SIZE\n"
             + " * elements to `output`. Not reentrant (one static arena). Returns 0 on success. */\n"
             + "int edgevit_run(const edgevit_in_t *input, edgevit_out_t *output);\n\n"
+            + (CALLER_ARENA_DECL if caller_arena else "") + api
             + "#ifdef __cplusplus\n}\n#endif\n\n#endif\n")
+
+
+CALLER_ARENA_DECL = (
+    "/* Run with the caller's arena instead of the static one: `arena` holds EDGEVIT_ARENA_BYTES bytes\n"
+    " * aligned to EDGEVIT_ARENA_ALIGN bytes and is used for the whole call (its contents before and after\n"
+    " * mean nothing). Returns -1 when `arena` is NULL or misaligned, else like edgevit_run. */\n"
+    "int edgevit_run_with_arena(void *arena, const edgevit_in_t *input, edgevit_out_t *output);\n\n")
 
 
 # ---- model.c ------------------------------------------------------------------------------------------
@@ -295,26 +307,36 @@ def step_c(program: Program, plan, step: StepCode, symbols: dict[str, str], chec
 
 
 def model_c(program: Program, plan, steps: list[StepCode], kernels_include: str, checked: bool = False,
-            arena_align: int = 8, used_consts_only: bool = False) -> str:
+            arena_align: int = 8, used_consts_only: bool = False, caller_arena: bool = False) -> str:
     """model.c: the arena (aligned to `arena_align` bytes), the constants' declarations and
     edgevit_run (see the module docstring); it #includes `kernels_include`; `checked`: test every
     call's status; `used_consts_only`: declare what `weights_c(program, steps)` stores (the calls'
-    constants and packed constants), else every Program constant."""
+    constants and packed constants), else every Program constant; `caller_arena`: the body becomes
+    edgevit_run_with_arena(arena, input, output) (-1 for a NULL or not EDGEVIT_ARENA_ALIGN-aligned
+    arena; the header must define that macro: model_h(caller_arena=True)) and edgevit_run calls it
+    with the static arena."""
     inp, out = io_infos(program)
     symbols = const_symbols(program)
     in_off, out_off = plan.offset_of(inp.name), plan.offset_of(out.name)
     body = "".join(step_c(program, plan, s, symbols, checked) for s in steps)
+    static = "edgevit_static_arena" if caller_arena else "edgevit_arena"
+    entry = ("int edgevit_run(const edgevit_in_t *input, edgevit_out_t *output) {\n" if not caller_arena else
+             "int edgevit_run_with_arena(void *arena, const edgevit_in_t *input, edgevit_out_t *output) {\n"
+             "  uint8_t *const edgevit_arena = (uint8_t *)arena;\n"
+             "  if (arena == NULL || ((uintptr_t)arena & (EDGEVIT_ARENA_ALIGN - 1u)) != 0) return -1;\n")
+    tail = ("" if not caller_arena else "\nint edgevit_run(const edgevit_in_t *input, edgevit_out_t *output) {\n"
+            f"  return edgevit_run_with_arena({static}, input, output);\n}}\n")
     return (HEADER.format(what="Driver", name=program.name)
             + "#include <stddef.h>\n#include <stdint.h>\n#include <string.h>\n\n#include \"edgevit_model.h\"\n"
             + f"#include \"{kernels_include}\"\n\n/* Constants (weights.c). */\n" + _extern_decls(program, steps if used_consts_only else None)
             + "\n/* Every activation lives in this arena at the offsets of the static memory plan. */\n"
-            + "static uint8_t edgevit_arena[EDGEVIT_ARENA_BYTES]\n"
+            + f"static uint8_t {static}[EDGEVIT_ARENA_BYTES]\n"
             + f"    __attribute__((aligned({arena_align}), section(\".bss.edgevit_arena\")));\n\n"
-            + "int edgevit_run(const edgevit_in_t *input, edgevit_out_t *output) {\n"
+            + entry
             + f"  memcpy(edgevit_arena + {in_off}, input, {inp.nbytes}u);  /* {inp.name} */\n"
             + body
             + f"  memcpy(output, edgevit_arena + {out_off}, {out.nbytes}u);  /* {out.name} */\n"
-            + "  return 0;\n}\n")
+            + "  return 0;\n}\n" + tail)
 
 
 def kernel_table(program: Program, plan, steps: list[StepCode]) -> list[dict]:

@@ -10,7 +10,9 @@ section lists, check its tools, build and run in a temporary directory, parse th
 bit-exact for integer outputs; float outputs within 1e-4 relative, see `outputs_match`), top-1
 against `vectors/labels.npy`, and, when the runner counts instructions, turn its ticks into an
 instruction count and a latency *estimate* at the profile's clock (the runner says what that
-estimate is worth: `Runner.latency_note`, `Runner.uncounted_reason`).
+estimate is worth: `Runner.latency_note`, `Runner.uncounted_reason`). What a runner measured itself
+(`RunOutput.extra`: e.g. a bench program's median / p90 latency, threads, peak RSS; runner.MEASURED_KEYS)
+is merged into the result last, its `latency_note` replacing the one above.
 """
 
 from __future__ import annotations
@@ -41,7 +43,8 @@ def run_artifact(artifact: str | Path, runner: str | Runner | None = None, count
     Keys: runner, source, profile, machine, clock_hz, artifact, count, bundled, dtype, matches,
     mismatches (first indices), match_rule, max_abs_error, top1, reference_top1, ticks (per vector),
     instructions_per_tick, instructions_per_inference, estimated_latency_ms, latency_note,
-    elapsed_s, sanitize. Raises ArtifactError / ToolchainError / UserInputError (exit 2) and
+    elapsed_s, sanitize, and what the runner measured (runners that bench: latency_ms_median,
+    latency_ms_p90, latency_ms_min, latency_ms_mean, threads, peak_rss_bytes, bench_runs, bench_warmup). Raises ArtifactError / ToolchainError / UserInputError (exit 2) and
     RunFailedError (exit 1) with messages for people."""
     art = load_artifact(artifact)
     run = runner if isinstance(runner, Runner) else pick_runner(art, runner, sanitize=sanitize, keep_build=keep_build)
@@ -67,6 +70,7 @@ def run_vectors(art: Artifact, run: Runner, count: int | None = None, timeout: f
               "bundled": vectors.count, "sanitize": bool(run.sanitize), "elapsed_s": round(out.elapsed_s, 3)}
     result.update(check_outputs(device, vectors))
     result.update(timing(device.ticks, run, profile))
+    result.update(out.extra)
     return result
 
 
@@ -181,5 +185,11 @@ def print_result(result: dict, console, runner: Runner) -> None:
         console.print(f"  latency        ~{result['estimated_latency_ms']:.3f} ms at {result['clock_hz'] / 1e6:g} MHz "
                       "(an estimate, not a measurement)")
         console.print(f"                 [dim]{result['latency_note']}[/]")
-    else:
+    elif result.get("latency_ms_median") is None:
         console.print(f"  latency        [dim]{result['latency_note']}[/]")
+    if result.get("latency_ms_median") is not None:
+        console.print(f"  latency        median {result['latency_ms_median']:.3f} ms, p90 {result['latency_ms_p90']:.3f} ms"
+                      f" ({result['threads']} thread{'s' if result['threads'] != 1 else ''}, measured)")
+        if result.get("peak_rss_bytes") is not None:
+            console.print(f"  peak RSS       {result['peak_rss_bytes'] / 2**20:.1f} MiB")
+        console.print(f"                 [dim]{result['latency_note']}[/]")

@@ -11,6 +11,11 @@ What the EV ticks mean is the runner's business too: whether they count executed
 (`counts_instructions`, `instructions_per_tick`), what one tick is called (`tick_name`), what the
 latency estimate derived from them is (`latency_note`) or why there is none (`uncounted_reason`).
 
+Runners that also time the model (`supports_bench()`: a bench program on real hardware) take the
+options `bench_runs` and `threads` and add their figures to the result through `RunOutput.extra`
+(MEASURED_KEYS: measured latency, threads, peak RSS); `get_runner` refuses those options for the
+others, with the runner's `no_bench_reason`.
+
 A target lists its runner classes (`Target.runners()`); `get_runner(name, target)` picks one.
 """
 
@@ -21,7 +26,7 @@ import shutil
 import tempfile
 from abc import ABC, abstractmethod
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, ClassVar, Iterator
 
@@ -33,6 +38,9 @@ from edgevit.backend.protocol import describe_ev_error
 
 Stage = Callable[[str], None]
 SANITIZE_CFLAGS = "-fsanitize=address,undefined -fno-sanitize-recover=all -g"  # runners that build with sanitize
+BENCH_OPTIONS = {"bench_runs": "--bench-runs", "threads": "--threads"}  # runner options of runners that bench
+MEASURED_KEYS = ("latency_ms_median", "latency_ms_p90", "latency_ms_min", "latency_ms_mean", "threads",
+                 "peak_rss_bytes", "bench_runs", "bench_warmup")  # what a benching runner's extra holds
 
 
 @dataclass(frozen=True)
@@ -43,6 +51,7 @@ class RunOutput:
     source: str  # the runner's `source(profile)`, e.g. "host model_host"
     elapsed_s: float
     build_dir: Path | None = None  # kept build directory, if the runner was asked to keep it
+    extra: dict = field(default_factory=dict)  # measured figures merged into the run's result (MEASURED_KEYS, latency_note)
 
 
 class Runner(ABC):
@@ -56,6 +65,7 @@ class Runner(ABC):
     latency_note: ClassVar[str] = ("estimate: instructions counted by the runner at the profile's clock, "
                                    "assuming 1 instruction per cycle")
     install_hint: ClassVar[str] = ""  # added to the install command when a tool is missing
+    no_bench_reason: ClassVar[str] = "it does not measure latency"  # why --bench-runs / --threads are refused
 
     def __init__(self, *, sanitize: bool = False, keep_build: Path | None = None) -> None:
         """sanitize: build with ASan/UBSan (runners whose supports_sanitize() is True; get_runner
@@ -66,6 +76,11 @@ class Runner(ABC):
     @classmethod
     def supports_sanitize(cls) -> bool:
         """Whether this runner can build with sanitizers."""
+        return False
+
+    @classmethod
+    def supports_bench(cls) -> bool:
+        """Whether this runner measures latency (takes the BENCH_OPTIONS and fills RunOutput.extra)."""
         return False
 
     @abstractmethod
@@ -108,9 +123,15 @@ class Runner(ABC):
         """Build the copied sources in `workdir` for `count` vectors; return (command, cwd) to run."""
         raise NotImplementedError
 
+    def measure(self, workdir: Path, profile, timeout: float, stage: Stage) -> dict:
+        """Figures measured after a successful run in the same build directory (RunOutput.extra);
+        {} unless the runner benches."""
+        return {}
+
     def execute(self, artifact: Artifact, profile, count: int, timeout: float, stage: Stage) -> RunOutput:
-        """Copy, build and run the artifact's first `count` vectors; return the program's stdout.
-        Raises RunFailedError (build failure, crash, non-zero exit) or RunTimeoutError."""
+        """Copy, build and run the artifact's first `count` vectors, then `measure`; return the
+        program's stdout and the measured figures. Raises RunFailedError (build failure, crash,
+        non-zero exit) or RunTimeoutError."""
         with build_directory(self.keep_build) as workdir:
             artifact.copy_build_tree(workdir, self.build_dirs)
             stage(f"building for {self.name}")
@@ -120,7 +141,8 @@ class Runner(ABC):
                               check=False)
             if out.returncode != 0:
                 raise failed_run(self.source(profile), out)
-            return RunOutput(out.stdout, self.source(profile), out.elapsed_s, self.keep_build)
+            extra = self.measure(workdir, profile, timeout, stage)
+            return RunOutput(out.stdout, self.source(profile), out.elapsed_s, self.keep_build, extra)
 
     def run_env(self) -> dict | None:
         """Environment for the run: inherited, plus (with sanitize) ASan/UBSan reporting to stderr and
@@ -184,8 +206,9 @@ def runners_of(target) -> dict[str, type[Runner]]:
 
 def get_runner(name: str, target, **options) -> Runner:
     """An instance of `target`'s runner called `name` (options: sanitize, keep_build, runner-specific
-    ones); UserInputError listing the target's runners when it has no such runner, or the ones
-    that can sanitize when sanitize=True asks a runner that cannot."""
+    ones; BENCH_OPTIONS given as None are dropped); UserInputError listing the target's runners
+    when it has no such runner, the ones that can sanitize when sanitize=True asks a runner that
+    cannot, and the ones that bench when a bench option asks a runner that does not."""
     runners = runners_of(target)
     if name not in runners:
         choices = ", ".join(f"{n} ({runners[n].description})" for n in sorted(runners)) or "none"
@@ -196,4 +219,11 @@ def get_runner(name: str, target, **options) -> Runner:
             raise UserInputError(f"--sanitize: no runner of a {target.kind} artifact builds with sanitizers")
         raise UserInputError(f"--sanitize only applies to the {' / '.join(able)} runner (got --runner {name}); "
                              f"run `edgevit run DIR --runner {able[0]} --sanitize`")
+    options = {k: v for k, v in options.items() if not (k in BENCH_OPTIONS and v is None)}
+    given = [BENCH_OPTIONS[k] for k in BENCH_OPTIONS if k in options]
+    if given and not runners[name].supports_bench():
+        able = sorted(n for n, cls in runners.items() if cls.supports_bench())
+        raise UserInputError(f"{' / '.join(given)}: the {name} runner does not bench ({runners[name].no_bench_reason}); "
+                             + (f"runners that can: {', '.join(able)}" if able else
+                                f"no runner of a {target.kind} artifact measures latency"))
     return runners[name](**options)

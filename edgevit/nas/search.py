@@ -142,9 +142,10 @@ def check_feasible(space, estimate: Callable, profile, latency_ms: float | None,
     specs = [space.smallest()] + [space.sample(rng) for _ in range(samples)]
     costs = [costs_dict(estimate(s)) for s in specs]
     if latency_ms is not None and costs[0].get("latency_ms") is None:
+        why = costs[0].get("latency_note") or ("no calibration data for its core; calibrate the core with "
+                                               "scripts/calibrate_latency.py")
         raise UserInputError(f"--latency-ms: profile {profile.name!r} (core {profile.core}) has no latency model "
-                             "(no calibration data for its core); drop --latency-ms or calibrate the core with "
-                             "scripts/calibrate_latency.py")
+                             f"({why}); drop --latency-ms or calibrate its target's latency model")
     fits = sum(reject_reason(c, latency_ms) is None for c in costs)
     if fits:
         return fits

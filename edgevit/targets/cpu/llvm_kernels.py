@@ -12,7 +12,9 @@ private, pointer and scalar parameters) in one `tvm.tirx.build` with an LLVM tar
 - `support`: the C the object needs instead of the TVM runtime: `runtime/tvm_backend.c` (the
   `__TVMBackend*` function pointers: workspace from a static arena, parallel loops run serially)
   and external definitions of the micro-kernel helpers the kernels call (`KernelCode.helpers`);
-- `externals`: every function the assembly calls (libm, helpers), checked to name nothing of TVM.
+- `externals`: every function the assembly calls (libm, helpers), checked to name nothing of TVM;
+- `workspace_bytes`: a bound on the TVM workspace one thread uses (`workspace_bound`), None when
+  some allocation's size is not a compile-time constant.
 
 Besides the kernels the assembly defines only TVM's weak fp16 conversions `__truncsfhf2` and
 `__extendhfsf2` (section .text.tvm.fp16.conv), harmless next to libgcc's.
@@ -44,6 +46,7 @@ DL_CPU = 1               # kDLCPU, the device_type LowerTVMBuiltin's workspace c
 ENTRY_ATTR = "tirx.is_entry_func"  # set on a lone function: LLVM codegen would add a weak __tvm_ffi_main
 RUNTIME_SOURCE = "runtime/tvm_backend.c"
 GAS_FLAGS = ("-Wa,--gdwarf-5",)
+WORKSPACE_ALIGN = 64  # runtime/tvm_backend.c's EV_WORKSPACE_ALIGN
 CTYPES = {"int8": "int8_t", "uint8": "uint8_t", "int16": "int16_t", "int32": "int32_t", "int64": "int64_t",
           "uint32": "uint32_t", "uint64": "uint64_t", "float32": "float", "float64": "double"}
 TVM_NAME = re.compile(r"^_*(tvm|TVM)")
@@ -64,6 +67,7 @@ class LlvmKernels:
     header: str
     support: str
     externals: tuple[str, ...]
+    workspace_bytes: int | None = 0
 
 
 def compile_kernels(codes: Iterable[KernelCode], target: dict) -> LlvmKernels:
@@ -80,13 +84,14 @@ def compile_kernels(codes: Iterable[KernelCode], target: dict) -> LlvmKernels:
                         for name, f in sorted(funcs.items())})
     with tvm.transform.PassContext(opt_level=3):
         lib = tirx.build(mod, target=tvm.target.Target(target), pipeline=PIPELINE)
-    externals = _externals(lib.inspect_source("ll"))
+    llvm_ir = lib.inspect_source("ll")
+    externals = _externals(llvm_ir)
     bad = [e for e in externals if TVM_NAME.match(e)]
     if bad:
         raise LlvmCodegenError(f"TVM's LLVM code calls {bad}; the cpu backend links no TVM runtime")
     header = "".join(c_prototype(name, funcs[name]) + "\n" for name in sorted(funcs))
     return LlvmKernels(dict(target), tuple(sorted(funcs)), lib.inspect_source("asm"),
-                       "#include <stdint.h>\n" + header, support_source(helpers), externals)
+                       "#include <stdint.h>\n" + header, support_source(helpers), externals, workspace_bound(llvm_ir))
 
 
 def c_prototype(name: str, prim_func) -> str:
@@ -119,6 +124,38 @@ def assemble(asm: Path, obj: Path, cc: str, cflags: Iterable[str] = ()) -> None:
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
         raise LlvmCodegenError(f"{' '.join(cmd)} failed:\n{done.stderr}")
+
+
+def workspace_bound(llvm_ir: str, align: int = WORKSPACE_ALIGN) -> int | None:
+    """Bytes of TVM workspace one thread needs at most, from the module's LLVM IR: every
+    `__TVMBackendAllocWorkspace` call's size rounded up to `align` (runtime/tvm_backend.c's), summed
+    per function (allocations are freed in reverse order, so one function holds at most all of its
+    own at once), then the largest kernel function's sum plus the largest parallel lambda's (task 0
+    of a parallel loop runs on the calling thread, inside its kernel; the other tasks use their own
+    thread's workspace). None when an allocation's size is not a constant."""
+    sums: dict[str, int] = {}
+    func, pointers = None, set()
+    for line in llvm_ir.splitlines():
+        head = re.match(r"^define [^@]*@([\w.$]+)\(", line)
+        if head:
+            func, pointers = head.group(1), set()
+            sums[func] = 0
+            continue
+        if func is None:
+            continue
+        load = re.search(r"(%[\w.]+) = load ptr, ptr @__TVMBackendAllocWorkspace\b", line)
+        if load:
+            pointers.add(load.group(1))
+            continue
+        call = re.search(r"call ptr (%[\w.]+)\(([^)]*)\)", line)
+        if call and call.group(1) in pointers:
+            size = re.match(r"\s*i32 [^,]+, i32 [^,]+, i64 (\d+),", call.group(2))
+            if size is None:
+                return None
+            sums[func] += -(-int(size.group(1)) // align) * align
+    lambdas = [v for name, v in sums.items() if name.startswith("__tvm_parallel_lambda")]
+    kernels = [v for name, v in sums.items() if not name.startswith("__tvm_parallel_lambda")]
+    return max(kernels, default=0) + max(lambdas, default=0)
 
 
 def _externals(llvm_ir: str) -> tuple[str, ...]:

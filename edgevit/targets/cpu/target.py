@@ -1,10 +1,11 @@
 """CpuTarget: the Target of `kind: cpu` profiles (x86-64 hosts, Cortex-A boards), a static C library.
 
 `estimate` is the shared memory plan (backend/planner.py, 64-byte aligned buffers) and the
-constants: one pool "ram" (arena + constants) against the profile's RAM. There is no CPU latency
-model yet, so `latency_ms` is None. `build` compiles the kernels with TVM's LLVM code generation
-and writes the library artifact (library.py); Arm profiles are cross-compiled, so any profile
-compiles on any host, while running needs a runner that can execute its ISA (runners/host.py).
+constants: one pool "ram" (arena + constants) against the profile's RAM, and `latency_ms` from the
+cost model calibrated on the host (latency.py; an uncalibrated extrapolation for other profiles).
+`build` compiles the kernels with TVM's LLVM code generation and writes the library artifact
+(library.py); Arm profiles are cross-compiled, so any profile compiles on any host, while running
+needs a runner that can execute its ISA (runners/host.py).
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from edgevit.errors import UserInputError
 
 ARENA = ArenaConfig(alignment=64)  # model.c's arena: buffers on cache-line (and widest vector) boundaries
 WEIGHT_ALIGN = 8  # c_array aligns every constant to 8 bytes
-BUILD_OPTIONS = ("passes", "pass_reports", "progress")
+BUILD_OPTIONS = ("passes", "pass_reports", "progress", "threads")
+MAX_THREADS = 16  # the library's thread pool: edgevit_set_threads clamps to 1..MAX_THREADS
 
 
 def _cpu_profile(profile):
@@ -47,15 +49,21 @@ class CpuTarget(Target):
 
     def estimate(self, program, profile) -> Costs:
         """Costs of `program` on a cpu `profile`: the pool "ram" (planned arena + constants, no
-        code generation), activation_bytes = the arena; latency_ms None (no CPU cost model yet)."""
+        code generation), activation_bytes = the arena, latency_ms of one single-threaded run from
+        the cost model (latency.predict; None without a calibration), its basis ("calibrated" or
+        "extrapolated") and note in the figures."""
+        from edgevit.targets.cpu.latency import predict
+
         profile = _cpu_profile(profile)
         plan = plan_program(program, ARENA)
         weights = weight_bytes(program)
         ram = Pool("ram", plan.arena_bytes + weights, int(profile.memory.ram_bytes),
                    f"arena {plan.arena_bytes:,} B + constants {weights:,} B")
+        latency = predict(program, profile, plan.steps)
         figures = {"arena_bytes": plan.arena_bytes, "lower_bound_bytes": plan.lower_bound_bytes,
-                   "naive_bytes": plan.naive_bytes, "weight_bytes": weights}
-        return Costs(pools=(ram,), macs=program.macs(), activation_bytes=plan.arena_bytes, latency_ms=None,
+                   "naive_bytes": plan.naive_bytes, "weight_bytes": weights,
+                   "latency_basis": latency.basis, "latency_note": latency.note}
+        return Costs(pools=(ram,), macs=program.macs(), activation_bytes=plan.arena_bytes, latency_ms=latency.ms,
                      figures=figures, plan=plan)
 
     def supports(self, program, profile) -> list[str]:
@@ -76,14 +84,19 @@ class CpuTarget(Target):
         return reasons
 
     def check_options(self, options: dict[str, Any]) -> None:
-        """Known options only (BUILD_OPTIONS)."""
+        """Known options only (BUILD_OPTIONS); `threads` (the library's default thread count) an
+        integer 1..MAX_THREADS."""
         unknown = sorted(set(options) - set(BUILD_OPTIONS))
         if unknown:
             raise UserInputError(f"the cpu target has no build option(s) {unknown}; it takes {list(BUILD_OPTIONS)}")
+        threads = options.get("threads", 1)
+        if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= MAX_THREADS:
+            raise UserInputError(f"--threads {threads!r}: the library's default thread count must be an integer "
+                                 f"1..{MAX_THREADS}")
 
     def build(self, program, profile, costs: Costs, vectors, **options) -> dict[str, str | bytes]:
         """Every file of the library artifact (library.library_files) with the plan in `costs`
-        (planned here when `costs` carries none). Options: passes, pass_reports, progress."""
+        (planned here when `costs` carries none). Options: passes, pass_reports, progress, threads."""
         from edgevit.targets.cpu.library import library_files
 
         self.check_options(options)
@@ -105,9 +118,10 @@ class CpuTarget(Target):
         return "qemu" if profile_arch(_cpu_profile(profile)) == ARM64 else self.default_runner
 
     def runners(self) -> dict[str, type]:
-        """host (build with the profile's toolchain and run natively) and qemu (user-mode emulation
-        of the Arm profiles)."""
+        """host (build with the profile's toolchain and run natively), qemu (user-mode emulation
+        of the Arm profiles) and ssh (a real board: built here, run there)."""
         from edgevit.targets.cpu.runners.host import CpuHostRunner
         from edgevit.targets.cpu.runners.qemu import CpuQemuRunner
+        from edgevit.targets.cpu.runners.ssh import CpuSshRunner
 
-        return {r.name: r for r in (CpuHostRunner, CpuQemuRunner)}
+        return {r.name: r for r in (CpuHostRunner, CpuQemuRunner, CpuSshRunner)}

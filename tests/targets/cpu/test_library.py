@@ -8,6 +8,7 @@ the estimate's RAM pool, refusals (a runner the profile cannot use, an over-budg
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -29,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[3]
 ZOO = ROOT / "models" / "fmnist-tiny"
 QUANT = "quant(w=8,a=8)"
 LIBRARY_FILES = {"include/edgevit_model.h", "src/model.c", "src/weights.c", "src/kernels.s", "src/kernels.h",
-                 "src/support.c", "src/check.c", "src/vectors.c", "src/vectors.h", "Makefile", "report.md",
+                 "src/support.c", "src/check.c", "src/bench.c", "src/vectors.c", "src/vectors.h", "Makefile", "report.md",
                  "vectors/inputs.npy", "vectors/expected.npy", "vectors/labels.npy"}
 
 needs_host = pytest.mark.skipif(bool(missing_on_host(load_profile("host"))) or shutil.which("gcc") is None,
@@ -61,18 +62,27 @@ def test_artifact_is_a_library_with_the_cpu_manifest(artifacts) -> None:
     files = {str(p.relative_to(artifacts["int8"])) for p in artifacts["int8"].rglob("*") if p.is_file()}
     assert LIBRARY_FILES | {"manifest.json"} == files
     m = json.loads((artifacts["int8"] / "manifest.json").read_text())
-    assert m["target"] == {"kind": "cpu", "runners": ["host", "qemu"], "default_runner": "host"}
+    assert m["target"] == {"kind": "cpu", "runners": ["host", "qemu", "ssh"], "default_runner": "host"}
     assert m["profile"]["name"] == "host" and m["program"]["lowering"] == "int8" and m["passes"] == QUANT
     assert m["llvm_target"]["mtriple"] == "x86_64-linux-gnu" and m["vectors"]["count"] == 16
     assert m["memory"]["ram_bytes"] == m["memory"]["arena_bytes"] + m["memory"]["weight_bytes"]
+    workspace = m["memory"]["workspace_bytes_per_thread"]  # the kernels' bound (llvm_kernels.workspace_bound)
+    assert m["threads"] == {"default": 1, "max": 16} and 64 <= workspace < 1 << 20
     assert m["budget"]["ram_bytes"] == load_profile("host").memory.ram_bytes
     assert {k["name"] for k in m["kernels"]} and all(k["functions"] or k["op"] == "reshape" for k in m["kernels"])
     model_c = (artifacts["int8"] / "src/model.c").read_text()
     assert '#include "kernels.h"' in model_c and ") != 0) return 1;" in model_c  # every call's status is checked
+    assert "= edgevit_get_threads;" in model_c  # keeps support.o in static links (kernels.s: weak NULL hooks)
     assert "aligned(64)" in model_c
     header = (artifacts["int8"] / "include/edgevit_model.h").read_text()
     assert "int edgevit_run(const edgevit_in_t *input, edgevit_out_t *output);" in header
     assert "#define EDGEVIT_WEIGHT_BYTES" in header and "typedef int8_t edgevit_in_t;" in header
+    assert "int edgevit_run_with_arena(void *arena, const edgevit_in_t *input, edgevit_out_t *output);" in header
+    assert "int edgevit_set_threads(int n);" in header and "#define EDGEVIT_DEFAULT_THREADS 1 " in header
+    assert "#define EDGEVIT_ARENA_ALIGN  64 " in header and "#define EDGEVIT_WORKSPACE_BYTES" in header
+    support = (artifacts["int8"] / "src/support.c").read_text()
+    assert "#define EDGEVIT_DEFAULT_THREADS 1\n" in support and f"#define EV_WORKSPACE_BYTES {workspace}u\n" in support
+    assert re.search(rf"#define EDGEVIT_WORKSPACE_BYTES +{workspace} ", header)
 
 
 @needs_host
@@ -97,6 +107,73 @@ def test_a_program_of_our_own_links_the_library(artifacts, tmp_path) -> None:
     assert np.array_equal(np.frombuffer(got, dtype=expected.dtype), expected.reshape(-1))
 
 
+CALLER_ARENA_MAIN = r"""#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "edgevit_model.h"
+#include "vectors.h"
+static edgevit_out_t a[EDGEVIT_OUTPUT_SIZE], b[EDGEVIT_OUTPUT_SIZE];
+int main(void) {
+  unsigned char *mine = aligned_alloc(EDGEVIT_ARENA_ALIGN, (EDGEVIT_ARENA_BYTES + EDGEVIT_ARENA_ALIGN) / EDGEVIT_ARENA_ALIGN * EDGEVIT_ARENA_ALIGN);
+  if (mine == NULL) return 9;
+  for (int i = 0; i < EDGEVIT_VECTOR_COUNT; i++) {
+    const edgevit_in_t *x = edgevit_vector_inputs + (size_t)i * EDGEVIT_INPUT_SIZE;
+    memset(mine, 0xA5, EDGEVIT_ARENA_BYTES);  /* its contents before the call do not matter */
+    if (edgevit_run(x, a) != 0 || edgevit_run_with_arena(mine, x, b) != 0) return 5;
+    if (memcmp(a, b, sizeof a) != 0) { printf("differ %d\n", i); return 6; }
+  }
+  if (edgevit_run_with_arena(NULL, edgevit_vector_inputs, b) != -1) return 7;
+  if (edgevit_run_with_arena(mine + 8, edgevit_vector_inputs, b) != -1) return 8;
+  free(mine);
+  printf("same %d\n", EDGEVIT_VECTOR_COUNT);
+  return 0;
+}
+"""
+
+
+@needs_host
+def test_caller_arena_gives_the_static_arenas_outputs(artifacts, tmp_path) -> None:
+    """edgevit_run_with_arena on a heap arena (prefilled with garbage) equals edgevit_run on every
+    bundled vector; a NULL or misaligned arena is refused with -1. Built with ASan/UBSan."""
+    build = tmp_path / "lib"
+    shutil.copytree(artifacts["int8"], build)
+    (build / "src/arena_test.c").write_text(CALLER_ARENA_MAIN)
+    sanitize = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-g"]
+    subprocess.run(["make", "-s", "-C", str(build), "libedgevit_model.a", "build/vectors.o",
+                    f"EXTRA_CFLAGS={' '.join(sanitize)}"], check=True, capture_output=True)
+    subprocess.run(["gcc", "-std=c11", "-Wall", "-Werror", *sanitize, "-pthread", "-Iinclude", "-Isrc",
+                    "src/arena_test.c", "build/vectors.o", "libedgevit_model.a", "-lm", "-o", "arena_test"],
+                   cwd=build, check=True, capture_output=True)
+    done = subprocess.run(["./arena_test"], cwd=build, capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.strip() == "same 16", (done.returncode, done.stdout, done.stderr)
+
+
+@needs_host
+def test_edgevit_run_json_carries_measured_latency(artifacts) -> None:
+    """`edgevit run DIR --runner host --json --bench-runs 5 --threads 2`: outputs checked as before plus
+    the bench program's latency figures (the issue's acceptance keys)."""
+    done = subprocess.run([sys.executable, "-m", "edgevit.cli", "run", str(artifacts["int8"]), "--runner", "host",
+                           "--count", "16", "--json", "--bench-runs", "5", "--threads", "2"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["matches"] == result["count"] == 16
+    assert 0 < result["latency_ms_median"] <= result["latency_ms_p90"] < 10_000
+    assert result["threads"] == 2 and result["bench_runs"] == 5
+    assert 100_000 < result["peak_rss_bytes"] < 1 << 30  # the bench's own RSS, not the Python runner's
+    assert result["latency_note"].startswith("measured on this machine")
+    skipped = run_artifact(artifacts["int8"], CpuTarget().runners()["host"](bench_runs=0), count=2, progress=False)
+    assert skipped["bench_runs"] == 0 and "latency_ms_median" not in skipped and "skipped" in skipped["latency_note"]
+
+
+def test_qemu_runner_refuses_bench_options(artifacts) -> None:
+    done = subprocess.run([sys.executable, "-m", "edgevit.cli", "run", str(artifacts["int8"]), "--runner", "qemu",
+                           "--bench-runs", "10"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "--bench-runs: the qemu runner does not bench" in done.stderr
+    assert "emulated time means nothing" in done.stderr
+
+
 def test_runners_refuse_what_they_cannot_run(artifacts) -> None:
     with pytest.raises(UserInputError, match="runs natively .* use --runner host"):
         run_artifact(artifacts["int8"], "qemu", progress=False)
@@ -107,7 +184,7 @@ def test_runners_refuse_what_they_cannot_run(artifacts) -> None:
         host.check(None, load_profile("rpi4"))
 
 
-def test_estimate_is_a_ram_pool_without_latency() -> None:
+def test_estimate_is_a_ram_pool_with_a_latency() -> None:
     from edgevit.lower.from_model import lower_float
     from edgevit.model.checkpoint import load_checkpoint
 
@@ -116,12 +193,16 @@ def test_estimate_is_a_ram_pool_without_latency() -> None:
     costs = target.estimate(program, load_profile("host"))
     (ram,) = costs.pools
     assert ram.name == "ram" and ram.used == costs.activation_bytes + weight_bytes(program) and ram.fits
-    assert costs.latency_ms is None and costs.plan.arena_bytes == costs.activation_bytes
+    assert costs.latency_ms > 0 and costs.figures["latency_basis"] == "calibrated" and costs.plan.arena_bytes == costs.activation_bytes
     assert target.supports(program, load_profile("rpi4")) == []
     two = SimpleNamespace(inputs=["a"], outputs=["b", "c"], kernels=[])
     assert "one input and gives one output" in target.supports(two, load_profile("host"))[0]
     with pytest.raises(UserInputError, match="the cpu target has no build option"):
         target.check_options({"schedule": "fast"})
+    target.check_options({"threads": 4})
+    for bad in (0, 17, 2.5, True):
+        with pytest.raises(UserInputError, match="--threads .*integer 1..16"):
+            target.check_options({"threads": bad})
 
 
 def test_over_budget_ram_exits_3(tmp_path) -> None:
@@ -157,4 +238,4 @@ def test_default_runner_follows_the_profile_not_the_machine() -> None:
     assert target.default_runner_for(load_profile("rpi4")) == "qemu"
     assert target.default_runner_for(load_profile("cortex-a76")) == "qemu"
     sealed = json.loads(seal({"a.txt": "x"}, target, load_profile("rpi4"))["manifest.json"])
-    assert sealed["target"] == {"kind": "cpu", "runners": ["host", "qemu"], "default_runner": "qemu"}
+    assert sealed["target"] == {"kind": "cpu", "runners": ["host", "qemu", "ssh"], "default_runner": "qemu"}

@@ -160,3 +160,35 @@ def test_support_defines_the_helpers_as_external_functions() -> None:
     src = support_source(["isqrt64", "f32bits"])
     assert "static inline" not in src.split("micro-kernel helpers", 1)[1]
     assert "uint64_t ev_isqrt64(uint64_t x)" in src and "float ev_f32_bits(uint32_t bits)" in src
+
+
+def test_workspace_bound_from_the_llvm_ir() -> None:
+    """Per function the sum of its allocation sizes (rounded to 64); the largest kernel plus the
+    largest parallel lambda; None for a size that is not a constant."""
+    from edgevit.targets.cpu.llvm_kernels import workspace_bound
+
+    ir = """define dllexport i32 @ev_a(ptr %A) {
+  %1 = load ptr, ptr @__TVMBackendAllocWorkspace, align 8
+  %x = call ptr %1(i32 1, i32 0, i64 100, i32 2, i32 32)
+  %y = call ptr %1(i32 1, i32 0, i64 64, i32 2, i32 32)
+}
+define dllexport i32 @ev_b(ptr %A) {
+  %2 = load ptr, ptr @__TVMBackendAllocWorkspace, align 8
+  %z = tail call ptr %2(i32 1, i32 0, i64 1000, i32 2, i32 32)
+}
+define private i32 @__tvm_parallel_lambda(i32 %task_id, ptr %0, ptr %1) {
+  %3 = load ptr, ptr @__TVMBackendAllocWorkspace, align 8
+  %t = tail call ptr %3(i32 1, i32 0, i64 65, i32 2, i32 32)
+}
+"""
+    assert workspace_bound(ir) == 1024 + 128
+    assert workspace_bound(ir.replace("i64 1000", "i64 %n")) is None
+    assert workspace_bound("define i32 @ev_c() {\n}\n") == 0
+
+
+def test_workspace_bound_of_a_parallel_kernel(host_target) -> None:
+    """The parallel kernel's one 261,892-byte allocation per task: one arena of 261,952 bytes."""
+    from edgevit.backend.kernels.base import KernelCode
+
+    code = KernelCode("ev_par_scale", parallel_workspace_func(), ())
+    assert compile_kernels([code], host_target).workspace_bytes == 261952

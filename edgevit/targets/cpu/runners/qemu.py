@@ -4,8 +4,8 @@
     qemu-aarch64 -cpu <profile emulator.cpu> <tmp>/check COUNT
 
 For the Arm profiles (`emulator.kind: qemu-user`) on any host: it checks the outputs bit for bit.
-Emulated time means nothing, so nothing is timed (ticks are 0). Profiles that run natively are
-refused (use the host runner).
+Emulated time means nothing, so nothing is timed (ticks are 0) and the bench program is not run:
+--bench-runs / --threads are refused. Profiles that run natively are refused (use the host runner).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ class CpuQemuRunner(CpuRunner):
 
     name = "qemu"
     description = "qemu user mode (qemu-aarch64) for the Arm profiles; outputs only, emulated time means nothing"
+    no_bench_reason = "emulated time means nothing: it checks outputs only"
 
     def tools(self, profile) -> list[Tool]:
         """make, the profile's cross compiler and its qemu user-mode binary."""
@@ -47,7 +48,8 @@ class CpuQemuRunner(CpuRunner):
 
     def uncounted_reason(self, profile, ticks: list[int]) -> str | None:
         """Always: the run is emulated."""
-        return "emulated time means nothing: the qemu runner checks outputs only"
+        return ("emulated time means nothing: the qemu runner checks outputs only and does not run the bench "
+                "program (measure latency with --runner host or ssh on the real CPU)")
 
     def machine(self, profile) -> str | None:
         """e.g. "qemu-user -cpu max"."""
