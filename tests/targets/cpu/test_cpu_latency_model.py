@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edgevit.backend.nnls import nnls
 from edgevit.backend.planner import Step
 from edgevit.errors import InfeasibleError
 from edgevit.model.spec import ViTSpec
@@ -185,7 +186,7 @@ def test_nnls_fit_recovers_non_negative_coefficients() -> None:
     assert all(v >= 0 for v in got.values())
     for x, y in zip(feats, ns):
         assert sum(got[f] * x[f] for f in latency.FEATURES) == pytest.approx(y, rel=1e-6)
-    x = calibrate.nnls(np.array([[1.0, 0.0], [0.0, 1.0]]), np.array([2.0, -3.0]))
+    x = nnls(np.array([[1.0, 0.0], [0.0, 1.0]]), np.array([2.0, -3.0]))
     assert x.tolist() == [2.0, 0.0]
 
 

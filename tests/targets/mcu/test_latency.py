@@ -14,7 +14,8 @@ import pytest
 from edgevit.errors import UserInputError
 from edgevit.model.spec import BlockSpec, ViTSpec
 from edgevit.targets.mcu import latency
-from edgevit.targets.mcu.latency import LatencyModel, fit_coefficients, nnls, program_work, step_calls
+from edgevit.backend.nnls import nnls
+from edgevit.targets.mcu.latency import LatencyModel, fit_coefficients, program_work, step_calls
 from edgevit.profiles.profile import load_profile, profile_dir
 from edgevit.targets.mcu.target import McuTarget
 from edgevit.backend.planner import Step
