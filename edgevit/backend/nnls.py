@@ -28,3 +28,14 @@ def nnls(a: np.ndarray, b: np.ndarray, max_iter: int | None = None) -> np.ndarra
             passive &= x > 1e-12
             x[~passive] = 0.0
     return x
+
+
+def relative_nnls(a: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """x >= 0 making a x approximate y in relative terms (each row weighs 1 / max(y, 1)), every column
+    scaled to unit norm before solving (`nnls`); a [m, n], y [m] -> x [n]."""
+    a, y = np.asarray(a, np.float64), np.asarray(y, np.float64)
+    weight = 1.0 / np.maximum(y, 1.0)
+    aw = a * weight[:, None]
+    norms = np.linalg.norm(aw, axis=0)
+    norms[norms == 0] = 1.0
+    return nnls(aw / norms, y * weight) / norms

@@ -375,3 +375,12 @@ def largest_buffers(plan: MemoryPlan, program, n: int = 5) -> str:
         where = f"at step {peak} ({names}), {plan.timeline[peak]:,} B live: "
     bufs = sorted(bufs, key=lambda b: (-b.size, b.name))[:n]
     return where + ", ".join(f"{b.name} ({b.size:,} B)" for b in bufs)
+
+
+def step_calls(step) -> list[int | None]:
+    """The `rows` of every call a plan step makes per kernel: [None] for a single kernel; for a
+    chain its full chunks (chunk_rows rows each) and the shorter tail."""
+    if step.chunk_rows is None:
+        return [None]
+    full, tail = divmod(step.rows, step.chunk_rows)
+    return [step.chunk_rows] * full + ([tail] if tail else [])

@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edgevit.backend.planner import step_calls
 from edgevit.errors import UserInputError
 
 CALIBRATION_DIR = Path(__file__).resolve().parent / "calibration"
@@ -95,15 +96,6 @@ def kernel_features(kernel, ins, outs, consts, rows: int | None) -> dict[str, fl
     else:  # an op without its own terms: its inputs and outputs as elementwise work
         f["elements"] = float(sum(t.size for t in ins) + sum(t.size for t in outs))
     return f
-
-
-def step_calls(step) -> list[int | None]:
-    """The `rows` of every call a plan step makes per kernel: [None] for a single kernel; for a
-    chain its full chunks (chunk_rows rows each) and the shorter tail."""
-    if step.chunk_rows is None:
-        return [None]
-    full, tail = divmod(step.rows, step.chunk_rows)
-    return [step.chunk_rows] * full + ([tail] if tail else [])
 
 
 def program_features(program, steps=None) -> dict[str, float]:

@@ -49,7 +49,8 @@ from typing import Any
 
 import numpy as np
 
-from edgevit.backend.nnls import nnls
+from edgevit.backend.nnls import relative_nnls
+from edgevit.backend.planner import step_calls
 
 from edgevit.errors import UserInputError
 from edgevit.profiles.profile import load_profile
@@ -139,15 +140,6 @@ def kernel_work(kernel, in_infos, out_infos, rows: int | None, dsp: bool) -> tup
     return op, {"calls": 1.0}
 
 
-def step_calls(step) -> list[int | None]:
-    """The `rows` of every call a plan step makes per kernel: [None] for a single kernel; for a
-    chain its full chunks (chunk_rows rows each) and the shorter tail."""
-    if step.chunk_rows is None:
-        return [None]
-    full, tail = divmod(step.rows, step.chunk_rows)
-    return [step.chunk_rows] * full + ([tail] if tail else [])
-
-
 def program_work(program, steps=None, dsp: bool = True) -> dict[str, dict[str, float]]:
     """{cost key: {feature: total}} of `program` executed as `steps` (planner Steps; default: one
     step per kernel, i.e. every kernel called once on all its rows)."""
@@ -185,12 +177,7 @@ def fit_coefficients(works: list[dict[str, dict[str, float]]], net: list[float])
     sample weighs 1 / its instructions), every column is scaled to unit norm before solving."""
     columns = sorted({(key, f) for w in works for key, fs in w.items() for f in fs})
     a = np.array([[w.get(key, {}).get(f, 0.0) for key, f in columns] for w in works])
-    y = np.asarray(net, np.float64)
-    weight = 1.0 / np.maximum(y, 1.0)
-    aw = a * weight[:, None]
-    norms = np.linalg.norm(aw, axis=0)
-    norms[norms == 0] = 1.0
-    x = nnls(aw / norms, y * weight) / norms
+    x = relative_nnls(a, net)
     coefs: dict[str, dict[str, float]] = {}
     for (key, f), v in zip(columns, x):
         coefs.setdefault(key, {})[f] = float(v)

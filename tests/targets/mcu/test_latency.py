@@ -15,7 +15,8 @@ from edgevit.errors import UserInputError
 from edgevit.model.spec import BlockSpec, ViTSpec
 from edgevit.targets.mcu import latency
 from edgevit.backend.nnls import nnls
-from edgevit.targets.mcu.latency import LatencyModel, fit_coefficients, program_work, step_calls
+from edgevit.backend.planner import step_calls
+from edgevit.targets.mcu.latency import LatencyModel, fit_coefficients, program_work
 from edgevit.profiles.profile import load_profile, profile_dir
 from edgevit.targets.mcu.target import McuTarget
 from edgevit.backend.planner import Step

@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from edgevit.backend.nnls import nnls
+from edgevit.backend.nnls import relative_nnls
 
 from edgevit.targets.cpu import latency
 
@@ -141,12 +141,7 @@ def fit_coefficients(features: list[dict[str, float]], measured_ns: list[float])
     """Non-negative ns per unit of every latency.FEATURES such that each sample's features x
     coefficients approximate its measured ns, minimising relative residuals."""
     a = np.array([[f[name] for name in latency.FEATURES] for f in features], np.float64)
-    y = np.asarray(measured_ns, np.float64)
-    weight = 1.0 / np.maximum(y, 1.0)
-    aw = a * weight[:, None]
-    norms = np.linalg.norm(aw, axis=0)
-    norms[norms == 0] = 1.0
-    x = nnls(aw / norms, y * weight) / norms
+    x = relative_nnls(a, measured_ns)
     return {name: float(v) for name, v in zip(latency.FEATURES, x)}
 
 
