@@ -306,7 +306,7 @@ def _schedule_tiled(sch, spec: GemmSpec, r: int, region: Region) -> None:
     ti, tj, *ks = sch.get_loops(acc)[2:]
     if region.micro:
         init = sch.decompose_reduction(acc, ti)
-        _hide_init_reads(sch, acc, spec.init_params)
+        hide_init_reads(sch, acc, spec.init_params)
         sch.tensorize(ti, spec.micro_kernel(tn, tm))
     else:
         sch.reorder(*ks, ti, tj)
@@ -334,7 +334,7 @@ def _unroll_k(sch, k_loop, extent: int) -> None:
             return
 
 
-def _hide_init_reads(sch, update, init_params: Sequence[str]) -> None:
+def hide_init_reads(sch, update, init_params: Sequence[str]) -> None:
     """After decompose_reduction the update block still lists the init's reads (e.g. the bias);
     it no longer reads them, and the tensor intrinsic's pattern has no such read: drop them."""
     names = {_buffer_name(p) for p in init_params}

@@ -31,7 +31,7 @@ from typing import Sequence
 
 import numpy as np
 
-from edgevit.backend.kernels.gemm import GemmSpec, Region, build_gemm
+from edgevit.backend.kernels.gemm import GemmSpec, Region, build_gemm, hide_init_reads
 from edgevit.targets.cpu.kernels.vector_isa import DOT_K, dot_family, lanes32
 
 UNROLL_K_MAX = 16          # an innermost reduction axis of a multi-axis reduction (a patch row) is unrolled up to this
@@ -137,7 +137,7 @@ def _schedule_region(sch, spec: GemmSpec, r: int, region: Region, tile: CpuGemm,
         tjo, tji = sch.split(tj, [None, tile.lanes])
         sch.reorder(*kouter, ti, tjo, tji, kk)
         init = sch.decompose_reduction(acc, kouter[0])
-        _hide_init_reads(sch, acc, spec.init_params)
+        hide_init_reads(sch, acc, spec.init_params)
         sch.tensorize(tji, intrin)
         sch.unroll(ti)
         sch.unroll(tjo)
@@ -155,12 +155,3 @@ def _schedule_region(sch, spec: GemmSpec, r: int, region: Region, tile: CpuGemm,
     sch.vectorize(mi)
     if spec.columns:
         sch.vectorize(sch.get_loops(sch.get_sblock(f"col{r}"))[-1])
-
-
-def _hide_init_reads(sch, update, init_params: Sequence[str]) -> None:
-    """After decompose_reduction the update block still lists the init's reads (e.g. the bias), which
-    the tensor intrinsic's pattern lacks: drop them."""
-    names = {p.upper() for p in init_params}
-    hidden = [i for i, region in enumerate(sch.get(update).reads) if region.source.name in names]
-    if hidden:
-        sch.unsafe_hide_buffer_access(update, "read", hidden)
