@@ -53,6 +53,17 @@ class Target(ABC):
     description: ClassVar[str] = ""
     default_runner: ClassVar[str] = ""
 
+    def own_profile(self, profile):
+        """`profile` (a Profile, or a shipped name / YAML path, loaded) if it is of this target's kind;
+        UserInputError naming its kind otherwise."""
+        from edgevit.profiles.profile import load_profile
+
+        profile = load_profile(profile)
+        if profile.kind != self.kind:
+            raise UserInputError(f"profile {profile.name!r} is a {profile.kind!r} device; the {self.kind} target "
+                                 f"needs a profile with `kind: {self.kind}` (see `edgevit profiles`)")
+        return profile
+
     def supports(self, program, profile) -> list[str]:
         """Reasons this target cannot run `program` on `profile` (op, dtype, shape), [] when it can."""
         return []

@@ -24,17 +24,6 @@ BUILD_OPTIONS = ("passes", "pass_reports", "progress", "threads")
 MAX_THREADS = 16  # the library's thread pool: edgevit_set_threads clamps to 1..MAX_THREADS
 
 
-def _cpu_profile(profile):
-    """A Profile (or a shipped name / YAML path, loaded) that must be of kind "cpu"."""
-    from edgevit.profiles.profile import load_profile
-
-    profile = load_profile(profile)
-    if profile.kind != "cpu":
-        raise UserInputError(f"profile {profile.name!r} is a {profile.kind!r} device; the cpu target needs a "
-                             "profile with `kind: cpu` (see `edgevit profiles`)")
-    return profile
-
-
 def weight_bytes(program) -> int:
     """Bytes of the Program's constants, each padded to WEIGHT_ALIGN."""
     return sum(align(v.nbytes, WEIGHT_ALIGN) for v in program.consts.values())
@@ -54,7 +43,7 @@ class CpuTarget(Target):
         "extrapolated") and note in the figures."""
         from edgevit.targets.cpu.latency import predict
 
-        profile = _cpu_profile(profile)
+        profile = self.own_profile(profile)
         plan = plan_program(program, ARENA)
         weights = weight_bytes(program)
         ram = Pool("ram", plan.arena_bytes + weights, int(profile.memory.ram_bytes),
@@ -100,7 +89,7 @@ class CpuTarget(Target):
         from edgevit.targets.cpu.library import library_files
 
         self.check_options(options)
-        profile = _cpu_profile(profile)
+        profile = self.own_profile(profile)
         plan = costs.plan if costs is not None and costs.plan is not None else plan_program(program, ARENA)
         return library_files(program, profile, plan, weight_bytes(program), vectors, **options)
 
@@ -115,7 +104,7 @@ class CpuTarget(Target):
         compiles: the artifact must not depend on it."""
         from edgevit.targets.cpu.isa import ARM64, profile_arch
 
-        return "qemu" if profile_arch(_cpu_profile(profile)) == ARM64 else self.default_runner
+        return "qemu" if profile_arch(self.own_profile(profile)) == ARM64 else self.default_runner
 
     def runners(self) -> dict[str, type]:
         """host (build with the profile's toolchain and run natively), qemu (user-mode emulation

@@ -20,17 +20,6 @@ SCHEDULES = ("fast", "reference")
 BUILD_OPTIONS = ("schedule", "passes", "pass_reports", "progress")
 
 
-def _mcu_profile(profile):
-    """A Profile (or a shipped name / YAML path, loaded) that must be of kind "mcu"."""
-    from edgevit.profiles.profile import load_profile
-
-    profile = load_profile(profile)
-    if profile.kind != "mcu":
-        raise UserInputError(f"profile {profile.name!r} is a {profile.kind!r} device; the MCU target needs a "
-                             "profile with `kind: mcu` (see `edgevit profiles`)")
-    return profile
-
-
 def costs_of_plan(plan, program, profile) -> Costs:
     """The Costs of a MemoryPlan on an MCU profile: pools sram (arena + stack) and flash (weights +
     code), the manifest's memory figures (memory.memory_figures), the latency of the core's model
@@ -51,12 +40,12 @@ class McuTarget(Target):
 
     def plan(self, program, profile, budget: int | None = None):
         """The static memory plan of `program` on `profile` (memory.plan_memory)."""
-        _mcu_profile(profile)
+        self.own_profile(profile)
         return plan_memory(program, budget=budget)
 
     def estimate(self, program, profile) -> Costs:
         """Costs of `program` on an MCU `profile` straight from its memory plan (no code generation)."""
-        profile = _mcu_profile(profile)
+        profile = self.own_profile(profile)
         return costs_of_plan(self.plan(program, profile), program, profile)
 
     def supports(self, program, profile) -> list[str]:
@@ -96,7 +85,7 @@ class McuTarget(Target):
         from edgevit.targets.mcu.emit import artifact_files
 
         self.check_options(options)
-        profile = _mcu_profile(profile)
+        profile = self.own_profile(profile)
         plan = costs.plan if costs is not None and costs.plan is not None else self.plan(program, profile)
         return artifact_files(program, profile, plan, vectors=vectors, **options)
 
