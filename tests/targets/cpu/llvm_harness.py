@@ -17,9 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from edgevit.backend.csrc import c_array, ctype_of
 from edgevit.backend.kernels.base import KernelCode, KernelRequest
+from edgevit.profiles.profile import load_profile
+from edgevit.targets.cpu.isa import host_isa, llvm_target
 from edgevit.targets.cpu.llvm_kernels import LlvmKernels, assemble, compile_kernels
 
 SANITIZE = ("-fsanitize=address,undefined", "-fno-sanitize-recover=all")
@@ -39,6 +42,28 @@ class Toolchain:
 
 
 HOST = Toolchain()
+AVX2_TARGET = {"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": "x86-64-v3", "mattr": ["+avx2", "+fma"]}
+
+
+def native_targets() -> list[dict]:
+    """LLVM targets this host runs: the host profile's (AVX-512 + VNNI where present) and AVX2 only."""
+    if host_isa().arch != "x86_64":
+        return []
+    host = llvm_target(load_profile("host"))
+    return [host] + ([AVX2_TARGET] if host["mattr"] != AVX2_TARGET["mattr"] else [])
+
+
+def aarch64_toolchain(profile_name: str) -> Toolchain:
+    """Cross gcc with the profile's flags (static), run by qemu-aarch64 with the profile's -cpu."""
+    profile = load_profile(profile_name)
+    return Toolchain(profile.toolchain.cc, tuple(profile.toolchain.cflags), tuple(profile.toolchain.ldflags),
+                     (profile.emulator.binary, "-cpu", profile.emulator.cpu), sanitize=False)
+
+
+NATIVE = native_targets()
+needs_x86 = pytest.mark.skipif(not NATIVE, reason="needs an x86-64 host")
+needs_aarch64 = pytest.mark.skipif(not (shutil.which("aarch64-linux-gnu-gcc") and shutil.which("qemu-aarch64")),
+                                   reason="aarch64-linux-gnu-gcc / qemu-aarch64 not installed")
 
 
 def main_source(code: KernelCode, req: KernelRequest, inputs: list[np.ndarray]) -> str:

@@ -7,7 +7,6 @@ LLVM code calls; prototypes, externals and determinism of the output."""
 from __future__ import annotations
 
 import re
-import shutil
 import tempfile
 from pathlib import Path
 
@@ -19,14 +18,10 @@ from edgevit.profiles.profile import load_profile
 from edgevit.targets.cpu.isa import llvm_target
 from edgevit.targets.cpu.kernels import KERNEL_PACKAGE, kernel_isa
 from edgevit.targets.cpu.llvm_kernels import c_prototype, compile_kernels, support_source
-from tests.targets.cpu.llvm_harness import HOST, Toolchain, build_and_run, run_llvm_kernel
+from tests.targets.cpu.llvm_harness import HOST, aarch64_toolchain, build_and_run, needs_aarch64, run_llvm_kernel
 from tests.backend.kernels import gemm_cases as gemm
 from tests.targets.cpu.op_cases import (CASES, assert_matches, from_gemm_case, make_case, reference_outputs,
                                        request)
-
-needs_aarch64 = pytest.mark.skipif(not (shutil.which("aarch64-linux-gnu-gcc") and shutil.which("qemu-aarch64")),
-                                   reason="aarch64-linux-gnu-gcc / qemu-aarch64 not installed")
-
 
 @pytest.fixture(scope="module")
 def host_target() -> dict:
@@ -56,13 +51,6 @@ def test_kernel_matches_reference_on_more_shapes(name, seed, schedule, host_targ
     case = make_case(name, seed=1000 + seed)
     code, req = generate(case, host_target, schedule)
     assert_matches(run_llvm_kernel(code, req, case.inputs, host_target), reference_outputs(case))
-
-
-def aarch64_toolchain(profile_name: str) -> Toolchain:
-    """Cross gcc with the profile's flags (static), run by qemu-aarch64 with the profile's -cpu."""
-    profile = load_profile(profile_name)
-    return Toolchain(profile.toolchain.cc, tuple(profile.toolchain.cflags), tuple(profile.toolchain.ldflags),
-                     (profile.emulator.binary, "-cpu", profile.emulator.cpu), sanitize=False)
 
 
 @needs_aarch64

@@ -6,7 +6,6 @@ inputs; no call of the generic kernel's isqrt/bitlen helpers; both Arm profiles 
 
 from __future__ import annotations
 
-import shutil
 
 import numpy as np
 import pytest
@@ -17,28 +16,13 @@ from edgevit.backend.kernels import get_kernel
 from edgevit.backend.kernels.harness import request_for
 from edgevit.lower.intmath import qrange
 from edgevit.profiles.profile import load_profile
-from edgevit.targets.cpu.isa import host_isa, llvm_target
+from edgevit.targets.cpu.isa import llvm_target
 from edgevit.targets.cpu.kernels import KERNEL_PACKAGE, kernel_isa
 from edgevit.targets.cpu.llvm_kernels import compile_kernels
 from tests.backend.kernels.elementwise_cases import layernorm_case
-from tests.targets.cpu.llvm_harness import Toolchain, run_llvm_kernel
+from tests.targets.cpu.llvm_harness import NATIVE, Toolchain, aarch64_toolchain, needs_aarch64, needs_x86, run_llvm_kernel
 from tests.targets.cpu.op_cases import assert_matches, reference_outputs
 
-AVX2_TARGET = {"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": "x86-64-v3", "mattr": ["+avx2", "+fma"]}
-
-
-def native_targets() -> list[dict]:
-    """LLVM targets this host runs: the host profile's (AVX-512 where present) and AVX2 only."""
-    if host_isa().arch != "x86_64":
-        return []
-    host = llvm_target(load_profile("host"))
-    return [host] + ([AVX2_TARGET] if host["mattr"] != AVX2_TARGET["mattr"] else [])
-
-
-NATIVE = native_targets()
-needs_x86 = pytest.mark.skipif(not NATIVE, reason="needs an x86-64 host")
-needs_aarch64 = pytest.mark.skipif(not (shutil.which("aarch64-linux-gnu-gcc") and shutil.which("qemu-aarch64")),
-                                   reason="aarch64-linux-gnu-gcc / qemu-aarch64 not installed")
 
 
 def generate(case, target: dict, rows: int | None = None):
@@ -100,8 +84,7 @@ def test_no_helper_calls() -> None:
 @pytest.mark.parametrize("profile", ["cortex-a76", "rpi4"])
 def test_arm_profiles_under_qemu(profile) -> None:
     p = load_profile(profile)
-    tc = Toolchain(p.toolchain.cc, tuple(p.toolchain.cflags), tuple(p.toolchain.ldflags),
-                   (p.emulator.binary, "-cpu", p.emulator.cpu), sanitize=False)
+    tc = aarch64_toolchain(profile)
     rng = np.random.default_rng(13)
     for dtype in ("int8", "int16", "float32"):
         check(layernorm_case(rng, 50, 96, dtype), llvm_target(p), tc=tc)

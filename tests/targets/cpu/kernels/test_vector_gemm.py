@@ -6,7 +6,6 @@ rows and columns, K not a multiple of 4, 4-bit weights, GELU; the weight packing
 
 from __future__ import annotations
 
-import shutil
 
 import numpy as np
 import pytest
@@ -16,28 +15,13 @@ from hypothesis import strategies as st
 from edgevit.backend.kernels import get_kernel
 from edgevit.backend.kernels.harness import request_for
 from edgevit.profiles.profile import load_profile
-from edgevit.targets.cpu.isa import host_isa, llvm_target
+from edgevit.targets.cpu.isa import llvm_target
 from edgevit.targets.cpu.kernels import KERNEL_PACKAGE, kernel_isa
 from edgevit.targets.cpu.kernels.vector_gemm import cpu_gemm, pack_columns, vector_regions
 from tests.backend.kernels import gemm_cases as gemm
-from tests.targets.cpu.llvm_harness import Toolchain, run_llvm_kernel
+from tests.targets.cpu.llvm_harness import NATIVE, Toolchain, aarch64_toolchain, needs_aarch64, needs_x86, run_llvm_kernel
 from tests.targets.cpu.op_cases import assert_matches
 
-AVX2_TARGET = {"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": "x86-64-v3", "mattr": ["+avx2", "+fma"]}
-
-
-def native_targets() -> list[dict]:
-    """LLVM targets this host runs: the host profile's (AVX-512 + VNNI where present) and AVX2 only."""
-    if host_isa().arch != "x86_64":
-        return []
-    host = llvm_target(load_profile("host"))
-    return [host] + ([AVX2_TARGET] if host["mattr"] != AVX2_TARGET["mattr"] else [])
-
-
-NATIVE = native_targets()
-needs_x86 = pytest.mark.skipif(not NATIVE, reason="needs an x86-64 host")
-needs_aarch64 = pytest.mark.skipif(not (shutil.which("aarch64-linux-gnu-gcc") and shutil.which("qemu-aarch64")),
-                                   reason="aarch64-linux-gnu-gcc / qemu-aarch64 not installed")
 
 
 def check(case: gemm.Case, target: dict, tc: Toolchain | None = None) -> None:
@@ -86,21 +70,13 @@ def test_patch_embed_matches_reference_natively(c, gh, gw, patch, d, dtype, whic
     check(case, NATIVE[which % len(NATIVE)])
 
 
-def aarch64(profile_name: str) -> tuple[dict, Toolchain]:
-    """The Arm profile's LLVM target and a toolchain running under qemu-aarch64 with its -cpu."""
-    profile = load_profile(profile_name)
-    tc = Toolchain(profile.toolchain.cc, tuple(profile.toolchain.cflags), tuple(profile.toolchain.ldflags),
-                   (profile.emulator.binary, "-cpu", profile.emulator.cpu), sanitize=False)
-    return llvm_target(profile), tc
-
-
 @pytest.mark.slow
 @needs_aarch64
 @pytest.mark.parametrize("profile", ["cortex-a76", "rpi4"])
 def test_gemm_kernels_on_qemu_aarch64(profile) -> None:
     """sdot (cortex-a76) and the NEON fallback (rpi4): linears with tails, K % 4 != 0, GELU, 4-bit
     weights, patch embeddings."""
-    target, tc = aarch64(profile)
+    target, tc = llvm_target(load_profile(profile)), aarch64_toolchain(profile)
     rng = np.random.default_rng(11)
     cases = [linear_case(rng, 13, 36, 37, "int8", 8, False, True), linear_case(rng, 5, 30, 20, "int8", 4, True, False),
              linear_case(rng, 9, 40, 33, "float32", 8, True, False),
