@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -46,23 +47,29 @@ def kernel_source(codes: list[KernelCode], definitions: dict[str, str], override
     return "\n".join(parts)
 
 
-def _main_source(code: KernelCode, req: KernelRequest, inputs: list[np.ndarray], inplace: int | None) -> str:
+def call_arguments(code: KernelCode, req: KernelRequest, tensor: Callable[[str], str]) -> tuple[list[str], list[str]]:
+    """(C declarations, call arguments) of a test program calling `code`: constants and packed
+    constants as static arrays `c<i>`, the scratch as a static array, integers as literals, tensor
+    arguments as `tensor(name)` (a C expression naming its buffer); every argument cast to its C type."""
     decls, call = [], []
-    rows = req.rows
     for i, a in enumerate(code.args):
         if a.kind == "tensor":
-            call.append(f"({a.ctype})buf_{_tensor_index(req, a.ref, inplace)}")
-        elif a.kind == "const":
-            decls.append(c_array(f"c{i}", req.consts[a.ref], const=False, static=True))
-            call.append(f"({a.ctype})c{i}")
-        elif a.kind == "packed":
-            decls.append(c_array(f"c{i}", code.packed[a.ref], const=False, static=True))
+            call.append(f"({a.ctype}){tensor(a.ref)}")
+        elif a.kind in ("const", "packed"):
+            value = req.consts[a.ref] if a.kind == "const" else code.packed[a.ref]
+            decls.append(c_array(f"c{i}", value, const=False, static=True))
             call.append(f"({a.ctype})c{i}")
         elif a.kind == "scratch":
             decls.append(f"static int64_t scratch[{max(1, (code.scratch_bytes + 7) // 8)}];\n")
             call.append(f"({a.ctype})scratch")
         else:
             call.append(f"({a.ctype})({int(a.ref)}{'LL' if abs(int(a.ref)) >= 1 << 31 else ''})")
+    return decls, call
+
+
+def _main_source(code: KernelCode, req: KernelRequest, inputs: list[np.ndarray], inplace: int | None) -> str:
+    rows = req.rows
+    decls, call = call_arguments(code, req, lambda name: f"buf_{_tensor_index(req, name, inplace)}")
     for j, (info, arr) in enumerate(zip(req.in_infos, inputs)):
         decls.append(c_array(f"buf_{j}", _rows(arr, info, rows), const=False, static=True))
     for j, info in enumerate(req.out_infos):

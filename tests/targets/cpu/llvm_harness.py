@@ -21,6 +21,7 @@ import pytest
 
 from edgevit.backend.csrc import c_array, ctype_of
 from edgevit.backend.kernels.base import KernelCode, KernelRequest
+from edgevit.backend.kernels.harness import call_arguments
 from edgevit.profiles.profile import load_profile
 from edgevit.targets.cpu.isa import host_isa, llvm_target
 from edgevit.targets.cpu.llvm_kernels import LlvmKernels, assemble, compile_kernels
@@ -71,26 +72,13 @@ def main_source(code: KernelCode, req: KernelRequest, inputs: list[np.ndarray]) 
     static arrays, one kernel call (exit 3 if it returns nonzero), the outputs written to out.bin."""
     ins = [t.name for t in req.in_infos]
     outs = [t.name for t in req.out_infos]
-    decls, call = [], []
+    decls, call = call_arguments(code, req, lambda name: f"in_{ins.index(name)}" if name in ins
+                                 else f"out_{outs.index(name)}")
     for j, (info, arr) in enumerate(zip(req.in_infos, inputs)):
         decls.append(c_array(f"in_{j}", _rows(arr, info.shape, info.dtype, req.rows), const=False, static=True))
     for j, info in enumerate(req.out_infos):
         size = _rows(np.zeros(info.shape, info.dtype), info.shape, info.dtype, req.rows).size
         decls.append(f"static {ctype_of(info.dtype)} out_{j}[{max(size, 1)}] __attribute__((aligned(64)));\n")
-    for i, a in enumerate(code.args):
-        if a.kind == "tensor":
-            call.append(f"in_{ins.index(a.ref)}" if a.ref in ins else f"out_{outs.index(a.ref)}")
-        elif a.kind == "const":
-            decls.append(c_array(f"c{i}", req.consts[a.ref], const=False, static=True))
-            call.append(f"c{i}")
-        elif a.kind == "packed":
-            decls.append(c_array(f"c{i}", code.packed[a.ref], const=False, static=True))
-            call.append(f"({a.ctype})c{i}")
-        elif a.kind == "scratch":
-            decls.append(f"static int64_t scratch[{max(1, (code.scratch_bytes + 7) // 8)}];\n")
-            call.append(f"({a.ctype})scratch")
-        else:
-            call.append(f"({a.ctype})({int(a.ref)}{'LL' if abs(int(a.ref)) >= 1 << 31 else ''})")
     writes = "".join(f"  fwrite(out_{j}, 1, sizeof(out_{j}), f);\n" for j in range(len(outs)))
     return ('#include <stdio.h>\n#include <stdint.h>\n#include "kernels.h"\n' + "".join(decls)
             + f"int main(void) {{\n  if ({code.func}({', '.join(call)}) != 0) return 3;\n"
