@@ -29,11 +29,9 @@ from edgevit.backend.kernels.common import check_request, const_arg, int_arg, ro
 from edgevit.backend.kernels.gemm import PLAIN_STEPS, GemmSpec, Param, gemm_func_name
 from edgevit.backend.kernels.requant import requant_columns, requant_mode, requantize_fast
 from edgevit.targets.cpu.kernels.dot_intrin import dot_intrin
-from edgevit.targets.cpu.kernels.vector_gemm import DOT_K, cpu_gemm, pack_columns, vector_gemm_func
+from edgevit.targets.cpu.kernels.vector_gemm import (DOT_K, VNNI_OFFSET, cpu_gemm, pack_columns, pack_int8,
+                                                      vector_gemm_func)
 from edgevit.targets.cpu.kernels.vector_math import gelu_f32
-
-VNNI_OFFSET = 128  # vpdpbusd multiplies unsigned bytes: x + 128
-
 
 def generate(req: KernelRequest) -> KernelCode:
     """C code for one linear kernel on the cpu target (module docstring)."""
@@ -56,11 +54,7 @@ def generate(req: KernelRequest) -> KernelCode:
     zp = req.kernel.attrs["act_in_quant" if act == "gelu" else "out_quant"]["zero_point"]
     mode = requant_mode(req.consts["multiplier"], req.consts["shift"], zp)
     dot = tile.dot is not None
-    packed = {"weight": pack_columns(w, tile.cols, dot=dot)}
-    bias = req.consts["bias"].astype(np.int64)
-    if tile.dot == "vnni":
-        bias = bias - VNNI_OFFSET * w.astype(np.int64).sum(axis=1)
-    packed["bias"] = np.concatenate([bias, np.zeros(-m % tile.cols, np.int64)]).astype(np.int32)
+    packed = pack_int8(w, req.consts["bias"], tile)
     spec = _int8_spec(n, k, m, tile, act, mode)
     func = vector_gemm_func(spec, tile, dot_intrin(tile.dot, tile.lanes) if dot else None)
     roles = ["multiplier", "shift"] + (["act_lut"] if act == "gelu" else [])

@@ -23,8 +23,8 @@ from edgevit.backend.kernels.common import check_request, const_arg, int_arg, te
 from edgevit.backend.kernels.gemm import PLAIN_STEPS, GemmSpec, Param, gemm_func_name
 from edgevit.backend.kernels.requant import requant_columns, requant_mode, requantize_fast
 from edgevit.targets.cpu.kernels.dot_intrin import dot_intrin
-from edgevit.targets.cpu.kernels.linear import VNNI_OFFSET
-from edgevit.targets.cpu.kernels.vector_gemm import DOT_K, cpu_gemm, pack_columns, vector_gemm_func
+from edgevit.targets.cpu.kernels.vector_gemm import (DOT_K, VNNI_OFFSET, cpu_gemm, pack_columns, pack_int8,
+                                                      vector_gemm_func)
 
 
 def generate(req: KernelRequest) -> KernelCode:
@@ -46,11 +46,7 @@ def generate(req: KernelRequest) -> KernelCode:
         return KernelCode(gemm_func_name(req, **facts), func, args, packed={"weight": pack_columns(weight, tile.cols)})
     zp = req.kernel.attrs["out_quant"]["zero_point"]
     mode = requant_mode(req.consts["multiplier"], req.consts["shift"], zp)
-    bias = req.consts["bias"].astype(np.int64)
-    if tile.dot == "vnni":
-        bias = bias - VNNI_OFFSET * weight.astype(np.int64).sum(axis=1)
-    packed = {"weight": pack_columns(weight, tile.cols, dot=tile.dot is not None),
-              "bias": np.concatenate([bias, np.zeros(-len(bias) % tile.cols, np.int64)]).astype(np.int32)}
+    packed = pack_int8(weight, req.consts["bias"], tile)
     intrin = dot_intrin(tile.dot, tile.lanes) if tile.dot else None
     func = vector_gemm_func(_spec(geometry, "int8", out.dtype, mode, tile.dot), tile, intrin)
     args = (tensor_arg(img.name, "int8"), Arg("packed", "weight", "int8_t*"), Arg("packed", "bias", "int32_t*"),

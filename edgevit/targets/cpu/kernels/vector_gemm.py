@@ -32,8 +32,10 @@ from typing import Sequence
 import numpy as np
 
 from edgevit.backend.kernels.gemm import GemmSpec, Region, build_gemm, hide_init_reads
+from edgevit.targets.cpu.kernels.dot_intrin import FAMILIES
 from edgevit.targets.cpu.kernels.vector_isa import DOT_K, dot_family, lanes32
 
+VNNI_OFFSET = FAMILIES["vnni"][2]  # vpdpbusd multiplies unsigned bytes: the kernels sum (x + 128) w
 UNROLL_K_MAX = 16          # an innermost reduction axis of a multi-axis reduction (a patch row) is unrolled up to this
 PARALLEL_MIN_MACS = 1 << 18  # below this a kernel runs on one thread (a launch costs a few microseconds)
 
@@ -75,6 +77,18 @@ def pack_columns(w: np.ndarray, cols: int, dot: bool = False) -> np.ndarray:
     if not dot:
         return np.ascontiguousarray(p.transpose(0, 2, 1))
     return np.ascontiguousarray(p.reshape(panels, cols, k // DOT_K, DOT_K).transpose(0, 2, 1, 3))
+
+
+def pack_int8(w: np.ndarray, bias: np.ndarray, tile: CpuGemm) -> dict[str, np.ndarray]:
+    """The packed constants of an int8 GEMM with weights w [M, K] and int32 bias [M]: "weight", the
+    panels (`pack_columns`, in the dot-product layout when tile.dot), and "bias" padded with zeros
+    to whole panels, for VNNI minus VNNI_OFFSET sum_k w[m, k] (the kernel sums (x + 128) w; the
+    int32 wrap-around of the corrected bias is exact since the final accumulator fits in int32)."""
+    b = np.asarray(bias).astype(np.int64)
+    if tile.dot == "vnni":
+        b = b - VNNI_OFFSET * w.astype(np.int64).sum(axis=1)
+    b = np.concatenate([b, np.zeros(-len(b) % tile.cols, np.int64)])
+    return {"weight": pack_columns(w, tile.cols, dot=tile.dot is not None), "bias": b.astype(np.int32)}
 
 
 def vector_regions(rows: int, cols: int, tile: CpuGemm) -> list[Region]:
