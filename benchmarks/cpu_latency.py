@@ -17,6 +17,10 @@ thread count (1 and 2):
   inter_op_num_threads=1, sequential), warm-up then N timed `session.run` calls; top-1 agreement
   of its outputs on the same test vectors with the float32 reference interpreter outputs
   (the float artifact's vectors/expected.npy).
+- Interleaving: the timed runs of each (model, threads) are split into --rounds rounds (default 5);
+  every round times all four cells one after the other (edgevit f32, onnxruntime f32, edgevit int8,
+  onnxruntime int8), and a cell's median / p90 is the median over rounds of its round figures. On a
+  shared (virtual) machine whose speed drifts for seconds at a time, both sides see the same phases.
 - Data: Fashion-MNIST for the zoo models; `synthetic:3x224x224:1000` (edgevit/data/synthetic.py:
   seeded random images) for the DeiT-Tiny-shaped model, on both sides.
 
@@ -57,7 +61,7 @@ DEIT_DATA = "synthetic:3x224x224:1000"
 DEIT_SEED = 0
 IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 COMPILE_LIMIT_S = {"zoo": 60.0, DEIT: 300.0}
-QUICK = {"runs": 20, "warmup": 3, "vectors": 8, "calib_size": 32}
+QUICK = {"runs": 20, "warmup": 3, "vectors": 8, "calib_size": 32, "rounds": 2}
 
 
 def log(message: str) -> None:
@@ -71,6 +75,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--models", default=",".join(MODELS), help=f"comma-separated subset of {', '.join(MODELS)}")
     p.add_argument("--threads", default="1,2", help="comma-separated thread counts (default 1,2)")
     p.add_argument("--runs", type=int, default=200, help="timed runs per measurement (median, p90); >= 1")
+    p.add_argument("--rounds", type=int, default=5,
+                   help="interleaved rounds per (model, threads): each round times every cell with runs/rounds runs, "
+                        "edgevit and onnxruntime alternating, so slow phases of a shared machine hit both sides")
     p.add_argument("--warmup", type=int, default=20, help="untimed runs first (onnxruntime side; edgevit's bench "
                                                           "program does its own warm-up)")
     p.add_argument("--vectors", type=int, default=50, help="test vectors bundled and checked per artifact")
@@ -95,8 +102,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error(f"--models: choose among {', '.join(MODELS)} (got {unknown or 'nothing'})")
     if not args.threads or min(args.threads) < 1:
         p.error("--threads: thread counts must be >= 1")
-    if min(args.runs, args.vectors, args.calib_size) < 1 or args.warmup < 0:
-        p.error("--runs, --vectors and --calib-size must be >= 1, --warmup >= 0")
+    if min(args.runs, args.vectors, args.calib_size, args.rounds) < 1 or args.warmup < 0:
+        p.error("--runs, --rounds, --vectors and --calib-size must be >= 1, --warmup >= 0")
+    args.rounds = min(args.rounds, args.runs)
     return args
 
 
@@ -230,15 +238,15 @@ def edgevit_compile(ckpt: Path, data: str, passes: str | None, threads: int, out
     return {"seconds": round(seconds, 2), "summary_seconds": summary.get("seconds"), "out": str(out)}
 
 
-def edgevit_bench(compiled: dict, threads: int, args) -> dict:
+def edgevit_bench(compiled: dict, threads: int, args, runs: int) -> dict:
     """`edgevit run DIR --runner host --json --bench-runs N --threads T` on a compiled artifact: the
     bench program's figures and the check program's matches: {latency_ms_median, latency_ms_p90,
     peak_rss_bytes, threads, matches, count, match_rule, max_abs_error, compile_s} or {error}."""
     if "error" in compiled:
         return {"error": f"compile failed: {compiled['error']}"}
-    cell: dict = {"compile_s": compiled["seconds"]}
+    cell: dict = {"compile_s": compiled["seconds"], "runs": runs}
     try:
-        run, _ = edgevit_cmd(["run", compiled["out"], "--runner", "host", "--json", "--bench-runs", args.runs,
+        run, _ = edgevit_cmd(["run", compiled["out"], "--runner", "host", "--json", "--bench-runs", runs,
                               "--threads", threads], threads=threads)
     except Exception as e:  # one failed cell is reported, the others still run
         return {**cell, "error": f"{type(e).__name__}: {e}"[:1000]}
@@ -253,13 +261,13 @@ def edgevit_bench(compiled: dict, threads: int, args) -> dict:
     return cell
 
 
-def ort_cell(model: Path, inputs: Path, threads: int, args, reference: np.ndarray | None,
+def ort_cell(model: Path, inputs: Path, threads: int, args, runs: int, reference: np.ndarray | None,
              int8_reference: np.ndarray | None) -> dict:
     """One onnxruntime measurement (child process) plus top-1 agreement with the float32 reference
     (and, when given, with the int8 reference interpreter); {error} on failure."""
     outputs = inputs.with_name(f"{model.stem}-t{threads}-outputs.npy")
     try:
-        cell = ortb.measure(model, inputs, outputs, threads, args.runs, args.warmup)
+        cell = ortb.measure(model, inputs, outputs, threads, runs, args.warmup)
         got = np.load(outputs)
     except Exception as e:
         return {"error": f"{type(e).__name__}: {e}"[:1000]}
@@ -301,12 +309,18 @@ def measure_model(name: str, args, work: Path) -> list[dict]:
     rows = []
     for threads in args.threads:
         row = {"model": name, "threads": threads, "data": data, "ort_inputs_equal_artifact": same_inputs}
-        for prec in ("f32", "int8"):
-            row[f"edgevit_{prec}"] = edgevit_bench(compiled[prec], threads, args)
-        for prec in ("f32", "int8"):
-            model = onnx[prec]
-            row[f"ort_{prec}"] = {"error": f"no onnx model: {model}"} if isinstance(model, str) else \
-                ort_cell(model, inputs, threads, args, ref_f32, ref_i8 if prec == "int8" else None)
+        rounds: dict[str, list[dict]] = {cell: [] for cell in CELLS}
+        for r, runs in enumerate(round_runs(args.runs, args.rounds)):
+            for prec in ("f32", "int8"):
+                rounds[f"edgevit_{prec}"].append(edgevit_bench(compiled[prec], threads, args, runs))
+                model = onnx[prec]
+                rounds[f"ort_{prec}"].append({"error": f"no onnx model: {model}"} if isinstance(model, str) else
+                                             ort_cell(model, inputs, threads, args, runs, ref_f32,
+                                                      ref_i8 if prec == "int8" else None))
+            log(f"  {name} t={threads} round {r + 1}/{args.rounds}: " +
+                ", ".join(f"{c} {rounds[c][-1].get('latency_ms_median')}" for c in CELLS))
+        for cell in CELLS:
+            row[cell] = merge_rounds(rounds[cell])
         add_ratios(row)
         log(f"  {name} t={threads}: " + ", ".join(f"{k} {row[k].get('latency_ms_median')}" for k in CELLS))
         rows.append(row)
@@ -314,6 +328,34 @@ def measure_model(name: str, args, work: Path) -> list[dict]:
 
 
 CELLS = ("edgevit_f32", "edgevit_int8", "ort_f32", "ort_int8")
+ROUND_KEYS = ("latency_ms_median", "latency_ms_p90")
+
+
+def round_runs(runs: int, rounds: int) -> list[int]:
+    """Timed runs of each round: `runs` split as evenly as possible over `rounds` (sum == runs)."""
+    return [runs // rounds + (1 if r < runs % rounds else 0) for r in range(rounds)]
+
+
+def merge_rounds(cells: list[dict]) -> dict:
+    """One cell from its interleaved rounds: latency_ms_median / _p90 = the median over rounds of each
+    round's figure, latency_ms_min the smallest, the rest (matches, RSS, ...) from the last round
+    (the worst matches / agreement and the largest RSS when they differ); `rounds_ms` lists each round's
+    median. {error} of the first failed round if any failed."""
+    failed = [c for c in cells if "error" in c]
+    if failed:
+        return {**failed[0], "rounds_failed": len(failed)}
+    merged = dict(cells[-1])
+    for key in ROUND_KEYS:
+        merged[key] = float(np.median([c[key] for c in cells]))
+    merged["latency_ms_min"] = min(c["latency_ms_min"] for c in cells)
+    for key, pick in (("matches", min), ("agreement", min), ("agreement_int8_reference", min),
+                      ("peak_rss_bytes", max)):
+        values = [c[key] for c in cells if c.get(key) is not None]
+        if values:
+            merged[key] = pick(values)
+    merged["rounds_ms"] = [round(c["latency_ms_median"], 4) for c in cells]
+    merged["runs"] = sum(int(c.get("runs") or 0) for c in cells)
+    return merged
 
 
 def add_ratios(row: dict) -> None:
@@ -362,7 +404,8 @@ def main(argv=None) -> int:
         if not args.keep:
             shutil.rmtree(args.workdir, ignore_errors=True)
     doc = {"benchmark": "cpu_latency", "quick": args.quick, "profile": PROFILE, "host": host,
-           "settings": {"models": args.models, "threads": args.threads, "runs": args.runs, "warmup": args.warmup,
+           "settings": {"models": args.models, "threads": args.threads, "runs": args.runs, "rounds": args.rounds,
+                        "warmup": args.warmup,
                         "vectors": args.vectors, "calib_size": args.calib_size, "int8_passes": INT8,
                         "ort_int8": ortb.QDQ_SETTINGS, "deit_spec": DEIT_SPEC, "deit_data": DEIT_DATA,
                         "compile_limits_s": COMPILE_LIMIT_S},

@@ -109,7 +109,7 @@ def print_report(doc: dict, cells: tuple[str, ...]) -> None:
     print(f"ISA       {' '.join(h['simd_flags']) or '(no SIMD flags known to edgevit)'}")
     print(f"versions  torch {v['torch']}, onnxruntime {v['onnxruntime']}, TVM {v['apache-tvm']}, "
           f"onnx {v['onnx']}, numpy {v['numpy']}, Python {h['python']}")
-    print(f"settings  profile {doc['profile']}, batch 1, median of {s['runs']} runs after warm-up, "
+    print(f"settings  profile {doc['profile']}, batch 1, median of {s['runs']} runs after warm-up in {s.get('rounds', 1)} interleaved rounds, "
           f"{s['vectors']} test vectors, {s['calib_size']} calibration images, int8 = {s['int8_passes']} / "
           f"onnxruntime static QDQ (S8S8, per-channel, MinMax)\n")
     for line in table_lines(doc["rows"]):

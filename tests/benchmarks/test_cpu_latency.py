@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from benchmarks import cpu_latency_ort as ortb
-from benchmarks.cpu_latency import DEIT, add_ratios, parse_args, prepare_workdir
+from benchmarks.cpu_latency import DEIT, add_ratios, merge_rounds, parse_args, prepare_workdir, round_runs
 from benchmarks.cpu_latency_report import compute_targets, status, table_lines
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -121,3 +121,23 @@ def test_quick_run_on_fmnist_tiny(tmp_path) -> None:
     assert 0.0 <= row["ort_int8"]["agreement"] <= 1.0 and row["ort_f32"]["agreement"] == 1.0
     assert all(v is not None for v in row["ratios"].values())
     assert len(doc["targets"]) == 7 and "targets" in r.stdout and "fmnist-tiny" in r.stdout
+
+
+def test_rounds_split_the_runs_and_merge_to_median_of_round_figures():
+    assert round_runs(200, 5) == [40] * 5
+    assert round_runs(7, 3) == [3, 2, 2] and sum(round_runs(7, 3)) == 7
+    cells = [{"latency_ms_median": m, "latency_ms_p90": m + 1, "latency_ms_min": m - 1, "matches": k,
+              "peak_rss_bytes": rss, "runs": 40} for m, k, rss in ((13.0, 50, 10), (17.0, 49, 12), (14.0, 50, 11))]
+    merged = merge_rounds(cells)
+    assert merged["latency_ms_median"] == 14.0 and merged["latency_ms_p90"] == 15.0
+    assert merged["latency_ms_min"] == 12.0
+    assert merged["matches"] == 49 and merged["peak_rss_bytes"] == 12  # the worst round counts
+    assert merged["rounds_ms"] == [13.0, 17.0, 14.0] and merged["runs"] == 120
+    assert merge_rounds(cells[:1] + [{"error": "boom"}])["error"] == "boom"
+
+
+def test_rounds_option_is_checked():
+    assert parse_args(["--rounds", "3"]).rounds == 3
+    assert parse_args(["--runs", "2", "--rounds", "5"]).rounds == 2  # never more rounds than runs
+    with pytest.raises(SystemExit):
+        parse_args(["--rounds", "0"])
