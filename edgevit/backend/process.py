@@ -85,10 +85,11 @@ def run_process(cmd: list[str], *, cwd: Path, timeout: float, what: str, env: di
     return result
 
 
-def run_make(directory: Path, variables: dict[str, str], *, what: str, timeout: float = BUILD_TIMEOUT_S) -> None:
-    """`make -C directory VAR=value ...`; a failure is a RunFailedError with the compiler's last
-    lines (and a hint when the linker says the model does not fit the device's memory)."""
-    cmd = ["make", "-C", str(directory)] + [f"{k}={v}" for k, v in variables.items()]
+def run_make(directory: Path, variables: dict[str, str], *, what: str, timeout: float = BUILD_TIMEOUT_S,
+             goals: tuple[str, ...] = ()) -> None:
+    """`make -C directory [goals...] VAR=value ...`; a failure is a RunFailedError with the compiler's
+    last lines (and a hint when the linker says the model does not fit the device's memory)."""
+    cmd = ["make", "-C", str(directory), *goals] + [f"{k}={v}" for k, v in variables.items()]
     try:
         run_process(cmd, cwd=directory, timeout=timeout, what=what)
     except RunFailedError as e:

@@ -57,9 +57,24 @@ def _rows(p: Profile) -> list[tuple[str, str]]:
     if e.memory_map:
         mm = e.memory_map
         rows += [("code origin", f"0x{mm.code_origin:08X}"), ("data origin", f"0x{mm.data_origin:08X}")]
+    if e.uart:
+        rows += [("uart", uart_text(e.uart))]
     rows += [("[bold]toolchain[/]", ""), ("cc", t.cc), ("cflags", " ".join(t.cflags) or "-"),
              ("ldflags", " ".join(t.ldflags) or "-")]
+    if p.board:
+        b = p.board
+        rows += [("[bold]board[/]", ""), ("uart", uart_text(b.uart)), ("cycle counter", b.cycle_counter),
+                 ("load address", f"0x{b.load_address:08X}")]
+        rows += [("core clock", format_hz(b.core_clock_hz))] if b.core_clock_hz else []
+        rows += [("flash", ", ".join(" ".join([m.tool, m.target or m.config or ""]).strip() for m in b.flash) or "-")]
     return rows
+
+
+def uart_text(u) -> str:
+    """One line for a profile's UART, e.g. "stm32-usart USART1 @ 0x40011000, 16 MHz, 115200 baud, TX PA9 RX PB7"."""
+    pins = f", TX {u.tx} RX {u.rx}" if u.tx else ""
+    return (f"{u.driver}{' ' + u.instance if u.instance else ''} @ 0x{u.base:08X}, {format_hz(u.clock_hz)}, "
+            f"{u.baud} baud{pins}" + (f", IRQ {u.irq}" if u.irq is not None else ""))
 
 
 @app.command("show")

@@ -13,17 +13,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from edgevit.errors import ProfileError
+from edgevit.profiles.board import CORES_WITH_DWT, Board, FlashMethod, ProfileSection, Uart
 from edgevit.profiles.units import Address, Count, Hz, Size, Text, format_bytes, format_hz, format_size, show_value
 
 KINDS = ("mcu", "cpu", "fpga")
 _EMULATORS = {"mcu": ("qemu-system",), "cpu": ("qemu-user", "native"), "fpga": ("csim",)}
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+_Model = ProfileSection
 
 
 class Region(_Model):
@@ -106,12 +104,13 @@ class Emulator(_Model):
     machine: Optional[Text] = None  # QEMU -M, qemu-system only
     cpu: Optional[Text] = None  # QEMU -cpu
     memory_map: Optional[MemoryMap] = None
+    uart: Optional[Uart] = None  # qemu-system: the emulated board's UART (for UART firmware)
 
     @model_validator(mode="after")
     def _fields_fit_kind(self) -> "Emulator":
         if self.kind == "qemu-system" and not self.machine:
             raise ValueError("machine: required for qemu-system (the QEMU -M board, e.g. mps2-an500)")
-        for field in ("machine", "memory_map"):
+        for field in ("machine", "memory_map", "uart"):
             if self.kind != "qemu-system" and getattr(self, field) is not None:
                 raise ValueError(f"{field}: only applies to qemu-system (kind is '{self.kind}')")
         return self
@@ -158,6 +157,7 @@ class Profile(_Model):
     memory: Memory
     emulator: Emulator
     toolchain: Toolchain
+    board: Optional[Board] = None  # mcu: the physical board (serial runner, edgevit flash)
 
     @model_validator(mode="before")
     @classmethod
@@ -187,6 +187,8 @@ class Profile(_Model):
             raise ValueError(f"toolchain.cflags: -mcpu={mcpu} does not match core '{self.core}'")
         if self.kind == "mcu":
             self._check_mcu()
+        elif self.board is not None:
+            raise ValueError(f"board: only applies to mcu profiles (kind is '{self.kind}')")
         return self
 
     def _check_mcu(self) -> None:
@@ -202,6 +204,16 @@ class Profile(_Model):
             if have is not None and need > have:
                 raise ValueError(f"emulator.memory_map.{what}_bytes: {self.emulator.machine} has {format_size(have)}"
                                  f" of {what} memory, less than the device's {format_size(need)}")
+        if self.board is not None:
+            self._check_board(self.board)
+
+    def _check_board(self, board: Board) -> None:
+        if board.cycle_counter == "dwt" and self.core not in CORES_WITH_DWT:
+            raise ValueError(f"board.cycle_counter: a {self.core} has no DWT cycle counter; use systick")
+        flash = [r for r in self.memory.regions if r.kind == "flash"]
+        if flash and not any(r.origin <= board.load_address < r.origin + r.size_bytes for r in flash):
+            where = ", ".join(f"{r.name} @ 0x{r.origin:08X}" for r in flash)
+            raise ValueError(f"board.load_address: 0x{board.load_address:08X} is not in a flash region ({where})")
 
     @property
     def sram_bytes(self) -> Optional[int]:
@@ -251,7 +263,8 @@ class Profile(_Model):
 
 _SUBMODELS: dict[tuple[Any, str], Any] = {
     (Profile, "memory"): "memory", (Profile, "emulator"): Emulator, (Profile, "toolchain"): Toolchain,
-    (McuMemory, "regions"): Region, (Emulator, "memory_map"): MemoryMap,
+    (McuMemory, "regions"): Region, (Emulator, "memory_map"): MemoryMap, (Emulator, "uart"): Uart,
+    (Profile, "board"): Board, (Board, "uart"): Uart, (Board, "flash"): FlashMethod,
 }
 
 

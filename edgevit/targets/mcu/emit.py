@@ -17,6 +17,7 @@ from edgevit.backend import cdriver
 from edgevit.targets.mcu import driver
 from edgevit.targets.mcu.memory import memory_figures
 from edgevit.targets.mcu.project import project_files
+from edgevit.targets.mcu.uart_project import uart_project_files
 from edgevit.backend.vectors import Vectors, random_vectors
 from edgevit.targets.mcu.vectors import vector_files
 
@@ -66,6 +67,7 @@ def artifact_files(program, profile, plan, *, vectors: Vectors | None = None, pa
     files.update(vector_files(vectors))
     memory = memory_figures(program, plan, profile)
     files.update(project_files(profile, memory["arena_bytes"], memory["stack_bytes"], vectors.count))
+    files.update(uart_project_files(profile, memory["arena_bytes"], memory["stack_bytes"]))
     say("manifest and report")
     manifest = build_manifest(program=program, profile=profile, plan=plan, memory=memory,
                               kernels=cdriver.kernel_table(program, plan, steps), vectors=vectors, passes=passes,

@@ -8,6 +8,8 @@
     firmware/Makefile    the profile's toolchain.cc / cflags / ldflags, -O2, semihosting
                          (--specs=rdimon.specs -lrdimon), target firmware.elf, EDGEVIT_COUNT
     firmware/main.c      the test main shared with the host build (prints `EV ...` lines)
+    firmware/Makefile    also `make uart` / `make board`: the UART firmware (uart_project.py adds
+                         its sources: serial_link.c, uart_<driver>.c, settings headers, linker_board.ld)
     host/Makefile        the same sources with $(CC) (default gcc), EXTRA_CFLAGS, EDGEVIT_COUNT,
                          target model_host
 
@@ -48,16 +50,48 @@ def linker_script(profile, arena_bytes: int, stack_bytes: int) -> str:
     mm = profile.emulator.memory_map
     return render_template("linker.ld", {
         "PROFILE": profile.name, "CODE_ORIGIN": _hex(mm.code_origin), "DATA_ORIGIN": _hex(mm.data_origin),
+        "LAYOUT": "Code and constants at the emulated board's code origin with the DEVICE's flash size; data\n"
+                  " * at its data origin with the DEVICE's SRAM size",
         "FLASH_BYTES": int(profile.memory.flash_bytes), "SRAM_BYTES": int(profile.memory.sram_bytes),
         "STACK_BYTES": int(stack_bytes), "ARENA_BYTES": int(arena_bytes)})
 
 
+def board_linker_script(profile, arena_bytes: int, stack_bytes: int) -> str:
+    """linker_board.ld text: like linker_script, but at the real chip's addresses: FLASH from
+    board.load_address to the end of the device's flash, RAM at its first SRAM region (the
+    profile's memory.regions; data_origin of the emulator when it lists none)."""
+    board, memory = profile.board, profile.memory
+    flash = sorted(r.origin for r in memory.regions if r.kind == "flash")
+    sram = sorted(r.origin for r in memory.regions if r.kind == "sram")
+    flash_origin = flash[0] if flash else board.load_address
+    return render_template("linker.ld", {
+        "PROFILE": f"{profile.name}, the real chip", "CODE_ORIGIN": _hex(board.load_address),
+        "LAYOUT": "Code, constants and the .data image in the chip's flash from board.load_address (startup.c\n"
+                  " * copies .data to RAM); RAM at the chip's first SRAM region, of the DEVICE's SRAM size",
+        "DATA_ORIGIN": _hex(sram[0] if sram else profile.emulator.memory_map.data_origin),
+        "FLASH_BYTES": int(memory.flash_bytes) - (board.load_address - flash_origin),
+        "SRAM_BYTES": int(memory.sram_bytes), "STACK_BYTES": int(stack_bytes), "ARENA_BYTES": int(arena_bytes)})
+
+
+def uart_driver_sources(uart) -> str:
+    """The firmware sources of a UART driver: uart_<driver>.c, plus the receive ring of the
+    interrupt-driven ones ("" for no UART)."""
+    if uart is None:
+        return ""
+    return f"uart_{uart.driver}.c" + ("" if uart.driver == "cmsdk-uart" else " uart_ring.c")
+
+
 def firmware_makefile(profile, count: int) -> str:
-    """firmware/Makefile text: the profile's compiler and flags, EDGEVIT_COUNT defaulting to `count`."""
-    tc, emu = profile.toolchain, profile.emulator
+    """firmware/Makefile text: the profile's compiler and flags, EDGEVIT_COUNT defaulting to `count`;
+    targets firmware.elf (semihosting), uart (QEMU's UART) and board (the real chip)."""
+    tc, emu, board = profile.toolchain, profile.emulator, profile.board
     return render_template("firmware.mk", {
         "PROFILE": profile.name, "CC": tc.cc, "CFLAGS": " ".join(tc.cflags), "LDFLAGS": " ".join(tc.ldflags),
-        "COUNT": int(count), "QEMU": emu.binary or "qemu-system-arm", "MACHINE": emu.machine or "?"})
+        "COUNT": int(count), "QEMU": emu.binary or "qemu-system-arm", "MACHINE": emu.machine or "?",
+        "QEMU_UART": uart_driver_sources(emu.uart), "BOARD_UART": uart_driver_sources(board and board.uart),
+        "QEMU_UART_NAME": f"{emu.uart.driver} @ {_hex(emu.uart.base)}" if emu.uart else "none: no emulator.uart",
+        "BOARD_NAME": (f"{board.uart.instance or board.uart.driver} @ {board.uart.baud} baud, flash at "
+                       f"{_hex(board.load_address)}, {board.cycle_counter} ticks") if board else "none: no board section"})
 
 
 def host_makefile(count: int) -> str:

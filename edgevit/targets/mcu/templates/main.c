@@ -7,6 +7,11 @@
  * Firmware: <ticks> is the SysTick count (CSR = 7, LOAD = 0xFFFFFF, wraps counted by
  * SysTick_Handler in startup.c) around one edgevit_run call. Host (EDGEVIT_HOST): 0.
  * A non-zero return of edgevit_run prints `EV-ERROR <index> <code>` and exits with 1.
+ *
+ * Built with -DEDGEVIT_TRANSPORT_UART (firmware `make uart` / `make board`), the same lines go to
+ * the UART (`\r\n`-terminated) and main() serves docs/serial-protocol.md instead (serial_link.c):
+ * text mode `RUN <n>` runs run_bundled(n); frame mode streams inputs. Ticks there are DWT CYCCNT
+ * cycles when the board's cycle counter is the DWT (EDGEVIT_TICKS_DWT), SysTick ticks otherwise.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -14,6 +19,13 @@
 
 #include "edgevit_model.h"
 #include "vectors.h"
+#ifdef EDGEVIT_TRANSPORT_UART
+#include "serial_link.h"
+#include "uart.h"
+#define EDGEVIT_EOL "\r\n"
+#else
+#define EDGEVIT_EOL "\n"
+#endif
 
 #ifndef EDGEVIT_COUNT
 #define EDGEVIT_COUNT EDGEVIT_VECTOR_COUNT
@@ -30,6 +42,31 @@ static char line[64 + 2 * EDGEVIT_OUTPUT_BYTES];
 #ifdef EDGEVIT_HOST
 static void ticks_start(void) {}
 static uint64_t ticks_now(void) { return 0; }
+#elif defined(EDGEVIT_TICKS_DWT)
+/* DWT CYCCNT, the core's cycle counter: trace enabled (DEMCR.TRCENA), the DWT unlocked (LAR; needed
+ * on the Cortex-M7, ignored elsewhere), CYCCNT zeroed and started. The 32-bit counter is extended
+ * in software: ticks_now() must run at least once per 2^32 cycles (20 s at 216 MHz). */
+#define DEMCR (*(volatile uint32_t *)0xE000EDFCu)
+#define DWT_CTRL (*(volatile uint32_t *)0xE0001000u)
+#define DWT_CYCCNT (*(volatile uint32_t *)0xE0001004u)
+#define DWT_LAR (*(volatile uint32_t *)0xE0001FB0u)
+static uint32_t dwt_last, dwt_high;
+
+static void ticks_start(void) {
+  DEMCR |= 1u << 24;
+  DWT_LAR = 0xC5ACCE55u;
+  DWT_CYCCNT = 0u;
+  DWT_CTRL |= 1u;
+}
+
+static uint64_t ticks_now(void) {
+  uint32_t now = DWT_CYCCNT;
+  if (now < dwt_last) {
+    dwt_high++;
+  }
+  dwt_last = now;
+  return ((uint64_t)dwt_high << 32) | now;
+}
 #else
 #define SYST_CSR (*(volatile uint32_t *)0xE000E010u)
 #define SYST_RVR (*(volatile uint32_t *)0xE000E014u)
@@ -85,6 +122,9 @@ static char *put_hex(char *p, const void *data, size_t size) {
   return p;
 }
 
+#ifdef EDGEVIT_TRANSPORT_UART
+static void emit(const char *start, const char *end) { uart_write(start, (size_t)(end - start)); }
+#else
 static void emit(const char *start, const char *end) {
   while (start < end) {
     ssize_t n = write(1, start, (size_t)(end - start));
@@ -94,11 +134,35 @@ static void emit(const char *start, const char *end) {
     start += n;
   }
 }
+#endif
 
-int main(void) {
+#ifdef EDGEVIT_PROFILE_STEPS
+/* Per-step profile (opt-in, `edgevit bench`; backend/cdriver.py): model.c reads this clock around
+ * every plan step; after each EV line print `EV-STEPS <index> <ticks of each plan step...>`. */
+extern const uint32_t edgevit_step_count;
+extern uint64_t edgevit_step_ticks[];
+uint64_t edgevit_profile_now(void);
+uint64_t edgevit_profile_now(void) { return ticks_now(); }
+
+static void emit_steps(int index) {
+  char buf[32], *p = put_uint(put_text(buf, "EV-STEPS "), (uint64_t)index);
+  emit(buf, p);
+  for (uint32_t s = 0; s < edgevit_step_count; s++) {
+    p = put_uint(put_text(buf, " "), edgevit_step_ticks[s]);
+    emit(buf, p);
+  }
+  emit("\n", "\n" + 1);
+}
+#define EDGEVIT_EMIT_STEPS(index) emit_steps(index)
+#else
+#define EDGEVIT_EMIT_STEPS(index) ((void)0)
+#endif
+
+/* Runs the first `count` bundled vectors, one EV line each, then EV-END; 0, or 1 after an
+ * EV-ERROR line (edgevit_run failed: nothing more is printed). */
+static int run_bundled(int count) {
   char *p;
-  ticks_start();
-  for (int i = 0; i < EDGEVIT_COUNT; i++) {
+  for (int i = 0; i < count; i++) {
     const edgevit_in_t *input = &edgevit_vector_inputs[(size_t)i * EDGEVIT_INPUT_SIZE];
     uint64_t t0 = ticks_now();
     int rc = edgevit_run(input, output);
@@ -109,9 +173,9 @@ int main(void) {
       p = put_uint(p, (uint64_t)i);
       p = put_text(p, " ");
       p = put_uint(p, (uint64_t)(uint32_t)rc);
-      p = put_text(p, "\n");
+      p = put_text(p, EDGEVIT_EOL);
       emit(line, p);
-      exit(1);
+      return 1;
     }
     p = put_text(p, "EV ");
     p = put_uint(p, (uint64_t)i);
@@ -119,12 +183,29 @@ int main(void) {
     p = put_uint(p, t1 - t0);
     p = put_text(p, " ");
     p = put_hex(p, output, EDGEVIT_OUTPUT_BYTES);
-    p = put_text(p, "\n");
+    p = put_text(p, EDGEVIT_EOL);
     emit(line, p);
+    EDGEVIT_EMIT_STEPS(i);
   }
   p = put_text(line, "EV-END ");
-  p = put_uint(p, (uint64_t)EDGEVIT_COUNT);
-  p = put_text(p, "\n");
+  p = put_uint(p, (uint64_t)count);
+  p = put_text(p, EDGEVIT_EOL);
   emit(line, p);
-  exit(0);
+  return 0;
 }
+
+#ifdef EDGEVIT_TRANSPORT_UART
+uint64_t edgevit_ticks(void) { return ticks_now(); }
+
+int main(void) {
+  ticks_start();
+  uart_init();
+  serial_link_serve(run_bundled); /* never returns */
+  return 0;
+}
+#else
+int main(void) {
+  ticks_start();
+  exit(run_bundled(EDGEVIT_COUNT));
+}
+#endif

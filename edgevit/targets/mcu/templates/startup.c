@@ -5,13 +5,27 @@
  * .bss.edgevit_arena), enables the FPU when the code is built for one, opens the semihosting
  * handles and calls main(). SysTick_Handler counts the wraps of the 24-bit SysTick counter,
  * which main.c combines with SYST_CVR into a 64-bit tick count.
+ *
+ * UART builds (-DEDGEVIT_TRANSPORT_UART, firmware `make uart` / `make board`) use no semihosting:
+ * no monitor handles, main() never returns; VTOR points at this table and, when the UART driver
+ * is interrupt-driven (EDGEVIT_UART_IRQ), the table reaches its interrupt.
  */
 #include <stdint.h>
 #include <stdlib.h>
 
 extern uint32_t _sidata, _sdata, _edata, _sbss, _ebss, _estack;
 extern int main(void);
+#ifdef EDGEVIT_TRANSPORT_UART
+#include "uart.h"
+#else
 extern void initialise_monitor_handles(void);
+#endif
+#ifdef EDGEVIT_UART_IRQ
+#define EDGEVIT_VECTOR_COUNT (16 + EDGEVIT_UART_IRQ + 1)
+void edgevit_uart_irq_handler(void);
+#else
+#define EDGEVIT_VECTOR_COUNT 16
+#endif
 
 volatile uint32_t edgevit_systick_wraps;
 
@@ -43,7 +57,7 @@ void PendSV_Handler(void) __attribute__((weak, alias("Default_Handler")));
 
 typedef void (*edgevit_vector_t)(void);
 
-__attribute__((section(".vectors"), used)) const edgevit_vector_t edgevit_vector_table[16] = {
+__attribute__((section(".vectors"), used)) const edgevit_vector_t edgevit_vector_table[EDGEVIT_VECTOR_COUNT] = {
     (edgevit_vector_t)(uintptr_t)&_estack,
     Reset_Handler,
     NMI_Handler,
@@ -57,6 +71,9 @@ __attribute__((section(".vectors"), used)) const edgevit_vector_t edgevit_vector
     0,
     PendSV_Handler,
     SysTick_Handler,
+#ifdef EDGEVIT_UART_IRQ
+    [16 + EDGEVIT_UART_IRQ] = edgevit_uart_irq_handler,
+#endif
 };
 
 void Reset_Handler(void) {
@@ -72,6 +89,14 @@ void Reset_Handler(void) {
   *(volatile uint32_t *)0xE000ED88u |= (0xFu << 20);
   __asm__ volatile("dsb\n\tisb" ::: "memory");
 #endif
+#ifdef EDGEVIT_TRANSPORT_UART
+  *(volatile uint32_t *)0xE000ED08u = (uint32_t)(uintptr_t)edgevit_vector_table; /* SCB->VTOR */
+  __asm__ volatile("dsb\n\tisb" ::: "memory");
+  main();
+  for (;;) {
+  }
+#else
   initialise_monitor_handles();
   exit(main());
+#endif
 }
