@@ -107,6 +107,15 @@ class FrameDecoder:
         """Forget a partial frame (e.g. after a timeout)."""
         self.buffer.clear()
 
+    def drop_partial(self) -> list[Frame]:
+        """Give up on a frame whose rest never came (a dropped byte, or a corrupted length that
+        announces more bytes than were sent): reject its start byte and return the complete frames
+        found in the bytes behind it. No-op (empty list) when nothing is buffered."""
+        if not self.buffer:
+            return []
+        self._reject()
+        return self.feed(b"")
+
     def _reject(self) -> None:
         self.rejected += 1
         self.skipped_bytes += 1
