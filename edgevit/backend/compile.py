@@ -4,7 +4,8 @@
       -> load checkpoint, dataset -> run the pass pipeline (calibration: the TRAIN split)
       -> lower -> target.supports (exit 2 with the reasons) -> target.estimate -> over a budget?
       InfeasibleError (exit 3), nothing written -> test vectors (TEST split) -> target.build (every
-      file in memory) -> seal the manifest -> write into a temp dir next to OUT -> rename it to OUT
+      file in memory) + the Program itself (reference/, backend/artifact_program.py) -> seal the
+      manifest -> write into a temp dir next to OUT -> rename it to OUT
 
 Nothing here knows a backend: every target-specific step goes through the Target. OUT must not
 exist unless `force` (then the old directory is replaced only once the new one is complete). Any
@@ -101,6 +102,7 @@ def compile_artifact(model, profile, out, passes: str | None = None, data: str =
     UserInputError (bad options, OUT exists, unsupported program), InfeasibleError (over budget;
     nothing written), and those of the loaders.
     """
+    from edgevit.backend.artifact_program import program_files
     from edgevit.backend.target import get_target
     from edgevit.backend.vectors import dataset_vectors
     from edgevit.data.resize import load_for_spec
@@ -136,7 +138,7 @@ def compile_artifact(model, profile, out, passes: str | None = None, data: str =
         say(f"test vectors: {vectors} images of the test split through the reference interpreter")
         vecs = dataset_vectors(program, splits.test, vectors)
         files = target.build(program, prof, costs, vecs, passes=passes, pass_reports=reports, progress=say, **options)
-        files = seal(files, target, prof)
+        files = seal({**files, **program_files(program)}, target, prof)  # every artifact carries its Program
         say(f"writing {out}")
         write_atomically(out, files, force)
     return summary_of(out, files, costs, time.perf_counter() - t0)

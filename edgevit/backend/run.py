@@ -44,7 +44,8 @@ def run_artifact(artifact: str | Path, runner: str | Runner | None = None, count
     mismatches (first indices), match_rule, max_abs_error, top1, reference_top1, ticks (per vector),
     instructions_per_tick, instructions_per_inference, estimated_latency_ms, latency_note,
     elapsed_s, sanitize, and what the runner measured (runners that bench: latency_ms_median,
-    latency_ms_p90, latency_ms_min, latency_ms_mean, threads, peak_rss_bytes, bench_runs, bench_warmup). Raises ArtifactError / ToolchainError / UserInputError (exit 2) and
+    latency_ms_p90, latency_ms_min, latency_ms_mean, threads, peak_rss_bytes, bench_runs, bench_warmup;
+    runners whose ticks are core cycles: cycles_per_inference, latency_ms and its median / p90 / min / mean). Raises ArtifactError / ToolchainError / UserInputError (exit 2) and
     RunFailedError (exit 1) with messages for people."""
     art = load_artifact(artifact)
     run = runner if isinstance(runner, Runner) else pick_runner(art, runner, sanitize=sanitize, keep_build=keep_build)
@@ -69,6 +70,8 @@ def run_vectors(art: Artifact, run: Runner, count: int | None = None, timeout: f
               "machine": run.machine(profile), "clock_hz": int(profile.clock_hz), "artifact": str(art.root),
               "bundled": vectors.count, "sanitize": bool(run.sanitize), "elapsed_s": round(out.elapsed_s, 3)}
     result.update(check_outputs(device, vectors))
+    if device.step_ticks:  # a profile_steps build (EV-STEPS lines): ticks per plan step, per vector
+        result["step_ticks"] = [list(s) for s in device.step_ticks]
     result.update(timing(device.ticks, run, profile))
     result.update(out.extra)
     return result
@@ -147,16 +150,31 @@ def _top1(outputs: np.ndarray, labels: np.ndarray) -> float:
 def timing(ticks: list[int], run: Runner, profile) -> dict:
     """ticks (per vector), instructions_per_tick, instructions_per_inference (mean ticks x the
     runner's instructions per tick) and estimated_latency_ms at the profile's clock (1 instruction
-    per cycle), with latency_note: what the estimate is, or why there is none (both the runner's)."""
+    per cycle), with latency_note: what the estimate is, or why there is none (both the runner's).
+    When the runner's ticks are core cycles (`Runner.ticks_are_cycles`: a board's DWT CYCCNT) the
+    latency is measured instead: cycles_per_inference (mean), latency_ms (mean cycles at the
+    profile's clock) and its median / p90 / min / mean (measured_latency)."""
     per_tick = run.instructions_per_tick(profile) if run.counts_instructions else None
     result = {"ticks": ticks, "instructions_per_tick": per_tick, "instructions_per_inference": None,
               "estimated_latency_ms": None}
+    if run.ticks_are_cycles and any(ticks):
+        return {**result, **measured_latency(ticks, float(profile.clock_hz)), "latency_note": run.latency_note}
     why = run.uncounted_reason(profile, ticks)
     if why is not None:
         return {**result, "latency_note": f"no instruction count: {why}"}
     instructions = float(np.mean(ticks)) * per_tick
     return {**result, "instructions_per_inference": round(instructions),
             "estimated_latency_ms": instructions / float(profile.clock_hz) * 1e3, "latency_note": run.latency_note}
+
+
+def measured_latency(cycles: list[int], clock_hz: float) -> dict:
+    """cycles_per_inference (mean), latency_ms (mean), latency_ms_median, latency_ms_p90 (nearest rank),
+    latency_ms_min and latency_ms_mean of per-inference core cycle counts at `clock_hz`."""
+    ms = np.sort(np.asarray(cycles, dtype=np.float64)) / clock_hz * 1e3
+    p90 = ms[max(0, int(np.ceil(0.9 * len(ms))) - 1)]
+    return {"cycles_per_inference": round(float(np.mean(cycles))), "latency_ms": float(ms.mean()),
+            "latency_ms_median": float(np.median(ms)), "latency_ms_p90": float(p90),
+            "latency_ms_min": float(ms[0]), "latency_ms_mean": float(ms.mean())}
 
 
 @contextmanager
@@ -179,12 +197,23 @@ def print_result(result: dict, console, runner: Runner) -> None:
     console.print(f"  outputs        {ok}/{n} {result['match_rule']}  {verdict}  "
                   f"(max |error| {result['max_abs_error']:g})")
     console.print(f"  top-1          {result['top1']:.2%} on the device, {result['reference_top1']:.2%} reference")
+    if result.get("streamed"):
+        link = result["link"]
+        console.print(f"  streamed       {n} images of {result['data']} ({result['resumed']} resumed from "
+                      f"{result['results_file']}); {link['retransmissions']} retransmissions, protocol overhead "
+                      f"{link['overhead']:.1%} of {link['bytes_sent'] + link['bytes_received']:,} bytes")
     if result["instructions_per_inference"] is not None:
         console.print(f"  instructions   {result['instructions_per_inference']:,} per inference "
                       f"({result['instructions_per_tick']:g} per {runner.tick_name})")
         console.print(f"  latency        ~{result['estimated_latency_ms']:.3f} ms at {result['clock_hz'] / 1e6:g} MHz "
                       "(an estimate, not a measurement)")
         console.print(f"                 [dim]{result['latency_note']}[/]")
+    elif result.get("cycles_per_inference") is not None:
+        console.print(f"  cycles         {result['cycles_per_inference']:,} per inference (mean, measured)")
+        console.print(f"  latency        median {result['latency_ms_median']:.3f} ms, p90 {result['latency_ms_p90']:.3f} ms "
+                      f"at {result['clock_hz'] / 1e6:g} MHz (measured)")
+        console.print(f"                 [dim]{result['latency_note']}[/]")
+        return
     elif result.get("latency_ms_median") is None:
         console.print(f"  latency        [dim]{result['latency_note']}[/]")
     if result.get("latency_ms_median") is not None:

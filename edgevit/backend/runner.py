@@ -16,6 +16,11 @@ options `bench_runs` and `threads` and add their figures to the result through `
 (MEASURED_KEYS: measured latency, threads, peak RSS); `get_runner` refuses those options for the
 others, with the runner's `no_bench_reason`.
 
+Runners that can time every plan step (`supports_step_profile()`: they build with
+PROFILE_STEPS_CFLAGS, see backend/cdriver.py, and their program prints EV-STEPS lines) take the
+option `profile_steps=True` (`edgevit bench` asks for it) and say what a step tick is worth
+(`step_tick_seconds`, `step_note`); `get_runner` refuses that option for the others.
+
 A target lists its runner classes (`Target.runners()`); `get_runner(name, target)` picks one.
 """
 
@@ -38,6 +43,7 @@ from edgevit.backend.protocol import describe_ev_error
 
 Stage = Callable[[str], None]
 SANITIZE_CFLAGS = "-fsanitize=address,undefined -fno-sanitize-recover=all -g"  # runners that build with sanitize
+PROFILE_STEPS_CFLAGS = "-DEDGEVIT_PROFILE_STEPS"  # runners that build with profile_steps (EV-STEPS lines)
 BENCH_OPTIONS = {"bench_runs": "--bench-runs", "threads": "--threads"}  # runner options of runners that bench
 MEASURED_KEYS = ("latency_ms_median", "latency_ms_p90", "latency_ms_min", "latency_ms_mean", "threads",
                  "peak_rss_bytes", "bench_runs", "bench_warmup")  # what a benching runner's extra holds
@@ -66,12 +72,28 @@ class Runner(ABC):
                                    "assuming 1 instruction per cycle")
     install_hint: ClassVar[str] = ""  # added to the install command when a tool is missing
     no_bench_reason: ClassVar[str] = "it does not measure latency"  # why --bench-runs / --threads are refused
+    ticks_are_cycles: bool = False  # True when EV ticks are core cycles at the profile's clock: latency is measured
 
-    def __init__(self, *, sanitize: bool = False, keep_build: Path | None = None) -> None:
+    def __init__(self, *, sanitize: bool = False, keep_build: Path | None = None, profile_steps: bool = False) -> None:
         """sanitize: build with ASan/UBSan (runners whose supports_sanitize() is True; get_runner
-        refuses the others); keep_build: copy the build dir there after the run."""
+        refuses the others); keep_build: copy the build dir there after the run; profile_steps: build
+        with PROFILE_STEPS_CFLAGS (runners whose supports_step_profile() is True)."""
         self.sanitize = sanitize
         self.keep_build = keep_build
+        self.profile_steps = profile_steps
+
+    @classmethod
+    def supports_step_profile(cls) -> bool:
+        """Whether this runner can build with PROFILE_STEPS_CFLAGS and report EV-STEPS lines."""
+        return False
+
+    def step_tick_seconds(self, profile) -> float | None:
+        """Seconds per EV-STEPS tick on `profile` (None: the ticks cannot be converted)."""
+        return None
+
+    def step_note(self, profile) -> str:
+        """What the per-step times of a profile_steps run are, for people (measured or estimated, how)."""
+        return ""
 
     @classmethod
     def supports_sanitize(cls) -> bool:
@@ -82,6 +104,20 @@ class Runner(ABC):
     def supports_bench(cls) -> bool:
         """Whether this runner measures latency (takes the BENCH_OPTIONS and fills RunOutput.extra)."""
         return False
+
+    @classmethod
+    def supports_stream(cls) -> bool:
+        """Whether this runner streams inputs to a board over frames (`edgevit run --data`, backend/stream_run.py)."""
+        return False
+
+    def open_frames(self, artifact: Artifact, profile, stage: Stage):
+        """A context manager yielding a frame client (backend/hil/link.FrameClient) talking to a board
+        that runs `artifact` (runners whose supports_stream() is True)."""
+        raise NotImplementedError(f"the {self.name} runner does not stream inputs")
+
+    def board_reported(self, info, profile) -> None:
+        """Take note of a board's HELLO reply (backend/hil/frames.BoardInfo), e.g. whether its ticks are
+        cycles (`ticks_are_cycles`); streaming runners call it before the first inference."""
 
     @abstractmethod
     def tools(self, profile) -> list[Tool]:
@@ -219,6 +255,10 @@ def get_runner(name: str, target, **options) -> Runner:
             raise UserInputError(f"--sanitize: no runner of a {target.kind} artifact builds with sanitizers")
         raise UserInputError(f"--sanitize only applies to the {' / '.join(able)} runner (got --runner {name}); "
                              f"run `edgevit run DIR --runner {able[0]} --sanitize`")
+    if options.get("profile_steps") and not runners[name].supports_step_profile():
+        able = sorted(n for n, cls in runners.items() if cls.supports_step_profile())
+        raise UserInputError(f"the {name} runner cannot time plan steps; runners of a {target.kind} artifact that "
+                             f"can: {', '.join(able) or 'none'}")
     options = {k: v for k, v in options.items() if not (k in BENCH_OPTIONS and v is None)}
     given = [BENCH_OPTIONS[k] for k in BENCH_OPTIONS if k in options]
     if given and not runners[name].supports_bench():

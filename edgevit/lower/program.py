@@ -244,6 +244,47 @@ class Program:
             "meta": self.meta,
         }
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], consts: dict[str, np.ndarray]) -> "Program":
+        """The Program `to_dict` described, with the constant values `consts` (name -> array, as
+        `self.consts`); each array must have the shape, dtype and SHA-256 the dict records. Validated
+        (ProgramError naming the field or constant otherwise), so `from_dict(p.to_dict(),
+        p.consts).fingerprint() == p.fingerprint()`."""
+        if not isinstance(d, dict) or d.get("format") != FORMAT:
+            got = d.get("format") if isinstance(d, dict) else type(d).__name__
+            raise ProgramError(f"not a serialised Program: format is {got!r}, expected {FORMAT!r}")
+        if d.get("version") != VERSION:
+            raise ProgramError(f"serialised Program version {d.get('version')!r}; this edgevit reads version {VERSION}")
+        try:
+            tensors = {n: TensorInfo(n, tuple(t["shape"]), t["dtype"], t.get("quant"))
+                       for n, t in d["tensors"].items()}
+            kernels = [Kernel(k["op"], k["name"], k["inputs"], k["outputs"], k["consts"], k["attrs"])
+                       for k in d["kernels"]]
+            declared = d["consts"]
+            name, inputs, outputs, meta = d["name"], list(d["inputs"]), list(d["outputs"]), dict(d["meta"])
+        except (KeyError, TypeError, AttributeError) as e:
+            raise ProgramError(f"serialised Program: missing or malformed field ({type(e).__name__}: {e})") from None
+        missing = sorted(set(declared) - set(consts))
+        extra = sorted(set(consts) - set(declared))
+        if missing or extra:
+            raise ProgramError(f"serialised Program {name!r}: constant values missing for {missing[:5]}"
+                               f"{', not declared: ' + str(extra[:5]) if extra else ''}")
+        values = {}
+        for cname, info in declared.items():
+            a = np.array(consts[cname], copy=True, order="C")
+            if list(a.shape) != list(info["shape"]) or str(a.dtype) != info["dtype"]:
+                raise ProgramError(f"serialised Program {name!r}: constant {cname!r} is {list(a.shape)} {a.dtype} "
+                                   f"but the program records {info['shape']} {info['dtype']}")
+            if const_sha256(a) != info["sha256"]:
+                raise ProgramError(f"serialised Program {name!r}: constant {cname!r} has other values than the "
+                                   "program records (SHA-256 differs)")
+            a.setflags(write=False)
+            values[cname] = a
+        program = cls(name=name, inputs=inputs, outputs=outputs, tensors=tensors, consts=values, kernels=kernels,
+                      meta=meta)
+        program.validate()
+        return program
+
     def to_json(self, indent: int | None = 1) -> str:
         """Deterministic JSON text of `to_dict` (sorted keys; kernel order kept)."""
         return json.dumps(self.to_dict(), sort_keys=True, indent=indent, allow_nan=False)

@@ -31,7 +31,8 @@ ZOO = ROOT / "models" / "fmnist-tiny"
 QUANT = "quant(w=8,a=8)"
 LIBRARY_FILES = {"include/edgevit_model.h", "src/model.c", "src/weights.c", "src/kernels.s", "src/kernels.h",
                  "src/support.c", "src/check.c", "src/bench.c", "src/vectors.c", "src/vectors.h", "Makefile", "report.md",
-                 "vectors/inputs.npy", "vectors/expected.npy", "vectors/labels.npy"}
+                 "vectors/inputs.npy", "vectors/expected.npy", "vectors/labels.npy",
+                 "reference/program.json", "reference/consts.npz"}
 
 needs_host = pytest.mark.skipif(bool(missing_on_host(load_profile("host"))) or shutil.which("gcc") is None,
                                 reason="this machine cannot run the host profile's code (x86-64-v3 + gcc)")
