@@ -99,6 +99,21 @@ class Target(ABC):
         only, so artifacts stay the same bytes on every machine); by default `default_runner`."""
         return self.default_runner
 
+    def flash(self, artifact, **options) -> dict:
+        """Build `artifact` (an Artifact) for the profile's physical board and write it there (`edgevit
+        flash DIR`); returns {tool, image, seconds, ...}. Options are the target's (MCU: tool, probe,
+        stage, timeout). Targets whose artifacts do not go onto a board raise UserInputError."""
+        raise UserInputError(f"the {self.kind} target cannot flash: its artifacts are not written onto a board "
+                             "by a programming tool; run them with `edgevit run DIR` (see `--runner`)")
+
+    def serve_emulated(self, artifact, port: int = 0, **options) -> None:
+        """Run `artifact` (an Artifact) on the emulated board of its profile with the board's serial port
+        on socket://127.0.0.1:`port` (0: a free one) until interrupted (`edgevit emulate DIR`). Options:
+        ready(url), called once it listens; stage(message). Targets without such a board raise
+        UserInputError."""
+        raise UserInputError(f"the {self.kind} target has no emulated board with a serial port; `edgevit emulate` "
+                             "serves MCU artifacts")
+
 
 _REGISTERED: dict[str, Callable[[], Target]] = {}
 

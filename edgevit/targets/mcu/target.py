@@ -95,6 +95,27 @@ class McuTarget(Target):
 
         return f"Largest arena buffers {largest_buffers(costs.plan, program)}." if costs.plan is not None else ""
 
+    def flash(self, artifact, **options) -> dict:
+        """Build the artifact's UART firmware for its profile's board and flash it (flash.flash_artifact);
+        options: tool, probe, stage, timeout. Returns {tool, image, bytes, seconds, profile, probe, method}."""
+        from edgevit.targets.mcu.flash import flash_artifact
+
+        unknown = sorted(set(options) - {"tool", "probe", "stage", "timeout"})
+        if unknown:
+            raise UserInputError(f"flashing an mcu artifact takes the options tool, probe, stage and timeout "
+                                 f"(got {unknown})")
+        return flash_artifact(artifact, artifact.profile(), **options)
+
+    def serve_emulated(self, artifact, port: int = 0, **options) -> None:
+        """Run the artifact's UART firmware on its profile's QEMU board, the UART on socket://127.0.0.1:`port`,
+        until interrupted (uart_firmware.serve_emulated); options: ready(url), stage(message)."""
+        from edgevit.targets.mcu.uart_firmware import serve_emulated
+
+        unknown = sorted(set(options) - {"ready", "stage"})
+        if unknown:
+            raise UserInputError(f"serving an mcu artifact takes the options ready and stage (got {unknown})")
+        serve_emulated(artifact, port, **options)
+
     def runners(self) -> dict[str, type]:
         """qemu (the emulated board), host (this machine's gcc) and serial (a real board)."""
         from edgevit.targets.mcu.runners.host import HostRunner
