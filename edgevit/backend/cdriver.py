@@ -19,6 +19,14 @@ kernels.c with `static` definitions, the CPU's kernels.h with prototypes); with 
 every call's int32 status is tested and edgevit_run returns the failing step's index + 1. With
 `caller_arena=True` (the CPU library) the body is edgevit_run_with_arena(arena, input, output) and
 edgevit_run passes the static arena.
+
+Per-step profile (opt-in, for `edgevit bench`): compiled with `-DEDGEVIT_PROFILE_STEPS`, model.c
+reads the clock `uint64_t edgevit_profile_now(void)` (defined by the test main: the MCU's SysTick
+ticks, the CPU check's nanoseconds; model.c's weak default returns 0, so other programs linking
+a profiled model still link) before the first step and after every plan step and
+stores the differences in `edgevit_step_ticks[edgevit_step_count]` (the last run's, one per plan
+step, in plan order); the test main prints them as an `EV-STEPS` line (backend/protocol.py).
+Without the macro the hooks compile to nothing and the code is unchanged.
 """
 
 from __future__ import annotations
@@ -318,7 +326,7 @@ def model_c(program: Program, plan, steps: list[StepCode], kernels_include: str,
     inp, out = io_infos(program)
     symbols = const_symbols(program)
     in_off, out_off = plan.offset_of(inp.name), plan.offset_of(out.name)
-    body = "".join(step_c(program, plan, s, symbols, checked) for s in steps)
+    body = "".join(step_c(program, plan, s, symbols, checked) + f"  EDGEVIT_STEP_DONE({s.index});\n" for s in steps)
     static = "edgevit_static_arena" if caller_arena else "edgevit_arena"
     entry = ("int edgevit_run(const edgevit_in_t *input, edgevit_out_t *output) {\n" if not caller_arena else
              "int edgevit_run_with_arena(void *arena, const edgevit_in_t *input, edgevit_out_t *output) {\n"
@@ -332,11 +340,30 @@ def model_c(program: Program, plan, steps: list[StepCode], kernels_include: str,
             + "\n/* Every activation lives in this arena at the offsets of the static memory plan. */\n"
             + f"static uint8_t {static}[EDGEVIT_ARENA_BYTES]\n"
             + f"    __attribute__((aligned({arena_align}), section(\".bss.edgevit_arena\")));\n\n"
+            + profile_hooks_c(len(steps))
             + entry
             + f"  memcpy(edgevit_arena + {in_off}, input, {inp.nbytes}u);  /* {inp.name} */\n"
+            + "  EDGEVIT_STEP_START();\n"
             + body
             + f"  memcpy(output, edgevit_arena + {out_off}, {out.nbytes}u);  /* {out.name} */\n"
             + "  return 0;\n}\n" + tail)
+
+
+def profile_hooks_c(step_count: int) -> str:
+    """The EDGEVIT_PROFILE_STEPS hooks of model.c (see the module docstring): with the macro, a clock
+    read before the first step and after each of the `step_count` steps into edgevit_step_ticks;
+    without it, empty statements."""
+    n = max(1, step_count)
+    return ("#ifdef EDGEVIT_PROFILE_STEPS\n"
+            "/* Per-step profile (opt-in): the test main defines the clock and prints the ticks. */\n"
+            "uint64_t edgevit_profile_now(void);\n"
+            "__attribute__((weak)) uint64_t edgevit_profile_now(void) { return 0u; }\n"
+            f"const uint32_t edgevit_step_count = {step_count}u;\n"
+            f"uint64_t edgevit_step_ticks[{n}];\n"
+            "#define EDGEVIT_STEP_START() uint64_t edgevit_step_t0 = edgevit_profile_now()\n"
+            "#define EDGEVIT_STEP_DONE(i) do { uint64_t edgevit_step_t1 = edgevit_profile_now(); "
+            "edgevit_step_ticks[i] = edgevit_step_t1 - edgevit_step_t0; edgevit_step_t0 = edgevit_step_t1; } while (0)\n"
+            "#else\n#define EDGEVIT_STEP_START() ((void)0)\n#define EDGEVIT_STEP_DONE(i) ((void)0)\n#endif\n\n")
 
 
 def kernel_table(program: Program, plan, steps: list[StepCode]) -> list[dict]:

@@ -14,6 +14,16 @@ not — a short or long output, a bad number, an index out of order, a missing `
 that disagrees — raises ProtocolError with the offending line and the tail of the output.
 The same parser serves every transport (a program's stdout, an emulator's semihosting, a board's
 UART: `\\r\\n` line ends are fine).
+
+Per-step profile (opt-in: firmware built with `-DEDGEVIT_PROFILE_STEPS`, see backend/cdriver.py):
+right after each `EV` line the program prints
+
+    EV-STEPS <index> <ticks of plan step 0> <ticks of step 1> ...
+
+(`index` the EV line's; every such line has one number per plan step). They are exposed as
+`DeviceRun.step_ticks` (one tuple per vector, or () when the program printed none); a run that
+prints them for some vectors but not others, out of order or with differing lengths is a
+ProtocolError. Normal builds print none and parse as before.
 """
 
 from __future__ import annotations
@@ -46,6 +56,7 @@ class DeviceRun:
 
     vectors: tuple[VectorOutput, ...]
     end_count: int
+    step_ticks: tuple[tuple[int, ...], ...] = ()  # per vector, ticks per plan step (EV-STEPS), or ()
 
     @property
     def ticks(self) -> list[int]:
@@ -92,17 +103,41 @@ def _parse_vector(words: list[str], output_bytes: int | None) -> tuple[VectorOut
     return VectorOutput(int(index), int(ticks), data), ""
 
 
+def _parse_steps(words: list[str], vectors: int, steps: list[tuple[int, ...]]) -> tuple[tuple[int, ...] | None, str]:
+    """The ticks of an `EV-STEPS` line following the `vectors`-th EV line, or (None, reason)."""
+    if len(words) < 3 or not all(_DECIMAL.match(w) for w in words[1:]):
+        return None, "an EV-STEPS line needs the vector index and one decimal tick count per plan step"
+    if int(words[1]) != vectors - 1 or len(steps) != vectors - 1:
+        return None, (f"EV-STEPS for vector {words[1]} must follow that vector's EV line once "
+                      f"(EV lines so far: {vectors}, EV-STEPS lines: {len(steps)})")
+    ticks = tuple(int(w) for w in words[2:])
+    if steps and len(ticks) != len(steps[0]):
+        return None, f"EV-STEPS has {len(ticks)} steps, earlier lines had {len(steps[0])}"
+    return ticks, ""
+
+
 def parse_output(text: str, count: int, output_bytes: int | None = None, source: str = "output") -> DeviceRun:
     """Parse a run's output `text`: exactly `count` EV lines (indices 0..count-1, each with
-    `output_bytes` bytes when given) followed by `EV-END count`; ProtocolError otherwise."""
+    `output_bytes` bytes when given) followed by `EV-END count`, optionally each followed by its
+    EV-STEPS line (all or none); ProtocolError otherwise."""
     vectors: list[VectorOutput] = []
+    steps: list[tuple[int, ...]] = []
     end_count: int | None = None
     for lineno, line in enumerate(text.splitlines(), start=1):
         words = line.split()
-        if not words or words[0] not in ("EV", "EV-END"):
+        if not words or words[0] not in ("EV", "EV-END", "EV-STEPS"):
             continue
         if end_count is not None:
             raise _fail(source, lineno, "output after EV-END", line, text)
+        if words[0] == "EV-STEPS":
+            ticks, reason = _parse_steps(words, len(vectors), steps)
+            if ticks is None:
+                raise _fail(source, lineno, reason, line, text)
+            steps.append(ticks)
+            continue
+        if steps and len(steps) != len(vectors):
+            raise _fail(source, lineno, f"vector {len(vectors) - 1} has no EV-STEPS line but earlier vectors had",
+                        line, text)
         if words[0] == "EV-END":
             if len(words) != 2 or not _DECIMAL.match(words[1]):
                 raise _fail(source, lineno, "EV-END must be followed by one decimal count", line, text)
@@ -121,4 +156,7 @@ def parse_output(text: str, count: int, output_bytes: int | None = None, source:
     if end_count != len(vectors) or end_count != count:
         raise _fail(source, None, f"EV-END says {end_count} vectors, {len(vectors)} EV lines were printed and "
                     f"{count} were requested", None, text)
-    return DeviceRun(tuple(vectors), end_count)
+    if steps and len(steps) != len(vectors):
+        raise _fail(source, None, f"{len(steps)} EV-STEPS lines for {len(vectors)} vectors (one per vector expected)",
+                    None, text)
+    return DeviceRun(tuple(vectors), end_count, tuple(steps))

@@ -80,6 +80,9 @@ def vectors_c(vectors: Vectors) -> str:
 CHECK_C = f"""/* check: run the bundled test vectors and print the EV lines {GENERATED}.
  *   ./check [COUNT]   COUNT vectors (default: all); prints "EV <i> 0 <output hex>" per vector, then
  *   "EV-END <count>"; "EV-ERROR <i> <code>" and exit 1 when edgevit_run fails. */
+#ifdef EDGEVIT_PROFILE_STEPS
+#define _POSIX_C_SOURCE 200809L /* clock_gettime, for the per-step profile below */
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -87,6 +90,28 @@ CHECK_C = f"""/* check: run the bundled test vectors and print the EV lines {GEN
 #include "vectors.h"
 
 static edgevit_out_t output[EDGEVIT_OUTPUT_SIZE];
+
+#ifdef EDGEVIT_PROFILE_STEPS
+/* Per-step profile (opt-in, `edgevit bench`; backend/cdriver.py): model.c reads this clock (CLOCK_MONOTONIC
+ * nanoseconds) around every plan step; after each EV line print "EV-STEPS <i> <ns of each plan step...>". */
+#include <time.h>
+extern const uint32_t edgevit_step_count;
+extern uint64_t edgevit_step_ticks[];
+uint64_t edgevit_profile_now(void);
+uint64_t edgevit_profile_now(void) {{
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}}
+static void print_steps(long i) {{
+  printf("EV-STEPS %ld", i);
+  for (uint32_t s = 0; s < edgevit_step_count; s++) printf(" %llu", (unsigned long long)edgevit_step_ticks[s]);
+  printf("\\n");
+}}
+#define EDGEVIT_PRINT_STEPS(i) print_steps(i)
+#else
+#define EDGEVIT_PRINT_STEPS(i) ((void)0)
+#endif
 
 int main(int argc, char **argv) {{
   long count = EDGEVIT_VECTOR_COUNT;
@@ -105,6 +130,7 @@ int main(int argc, char **argv) {{
     printf("EV %ld 0 ", i);
     for (size_t j = 0; j < sizeof output; j++) printf("%02x", bytes[j]);
     printf("\\n");
+    EDGEVIT_PRINT_STEPS(i);
   }}
   printf("EV-END %ld\\n", count);
   return 0;

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from edgevit.backend.errors import RunFailedError
 from edgevit.backend.process import Tool, run_process
-from edgevit.backend.runner import SANITIZE_CFLAGS, Stage, failed_run
+from edgevit.backend.runner import PROFILE_STEPS_CFLAGS, SANITIZE_CFLAGS, Stage, failed_run
 from edgevit.errors import UserInputError
 from edgevit.targets.cpu import bench
 from edgevit.targets.cpu.isa import check_native, missing_target_features
@@ -73,9 +73,24 @@ class CpuHostRunner(CpuRunner):
                                  "llvm_target), which this host lacks; recompile it here with `edgevit compile`")
         super().check(artifact, profile)
 
+    @classmethod
+    def supports_step_profile(cls) -> bool:
+        """The check program can time every plan step (CLOCK_MONOTONIC ns, EV-STEPS lines)."""
+        return True
+
+    def step_tick_seconds(self, profile) -> float | None:
+        """EV-STEPS ticks are nanoseconds."""
+        return 1e-9
+
+    def step_note(self, profile) -> str:
+        """Per-step wall time measured by the check program."""
+        return ("wall time of each plan step measured on this machine (CLOCK_MONOTONIC around the step in the check "
+                "program, one run per vector, first run cold)")
+
     def build(self, workdir: Path, profile, count: int) -> tuple[list[str], Path]:
-        """`make -C workdir`; returns ([workdir/check, count], workdir)."""
-        variables = {"EXTRA_CFLAGS": SANITIZE_CFLAGS} if self.sanitize else {}
+        """`make -C workdir` (EXTRA_CFLAGS: sanitizers, the per-step profile); returns ([workdir/check, count], workdir)."""
+        flags = [f for f, on in ((SANITIZE_CFLAGS, self.sanitize), (PROFILE_STEPS_CFLAGS, self.profile_steps)) if on]
+        variables = {"EXTRA_CFLAGS": " ".join(flags)} if flags else {}
         exe = self.make_check(workdir, variables, "library build (Makefile)")
         return [str(exe), str(count)], workdir
 

@@ -21,6 +21,7 @@ from edgevit.errors import UserInputError
 from edgevit.backend.artifact import Artifact
 from edgevit.backend.errors import RunFailedError, ToolchainError
 from edgevit.backend.process import Tool, run_make
+from edgevit.backend.runner import PROFILE_STEPS_CFLAGS
 from edgevit.targets.mcu.runners.mcu_runner import APT_PACKAGES, McuRunner, mcu_tool
 
 # Instructions executed per SysTick tick under `-icount shift=0` (1 ns per instruction), i.e.
@@ -98,10 +99,29 @@ class QemuRunner(McuRunner):
             return "the firmware reported 0 SysTick ticks"
         return None
 
+    @classmethod
+    def supports_step_profile(cls) -> bool:
+        """The firmware can time every plan step in SysTick ticks (EV-STEPS lines)."""
+        return True
+
+    def step_tick_seconds(self, profile) -> float | None:
+        """Instructions per SysTick tick at the profile's clock (1 instruction per cycle)."""
+        per_tick = self.instructions_per_tick(profile)
+        return None if per_tick is None else per_tick / float(profile.clock_hz)
+
+    def step_note(self, profile) -> str:
+        """Per-step instructions counted by QEMU, as ms at the profile's clock."""
+        return ("instructions of each plan step counted by QEMU (-icount, SysTick ticks around the step), in ms at the "
+                "profile's clock assuming 1 instruction per cycle")
+
     def build(self, workdir: Path, profile, count: int) -> tuple[list[str], Path]:
-        """`make -C workdir/firmware` for `count` vectors; returns the QEMU command and its cwd."""
+        """`make -C workdir/firmware` for `count` vectors (with profile_steps: EXTRA_CFLAGS=-DEDGEVIT_PROFILE_STEPS);
+        returns the QEMU command and its cwd."""
         firmware = workdir / "firmware"
-        run_make(firmware, {"EDGEVIT_COUNT": str(count)}, what="firmware build (firmware/Makefile)")
+        variables = {"EDGEVIT_COUNT": str(count)}
+        if self.profile_steps:
+            variables["EXTRA_CFLAGS"] = PROFILE_STEPS_CFLAGS
+        run_make(firmware, variables, what="firmware build (firmware/Makefile)")
         if not (firmware / FIRMWARE).is_file():
             raise RunFailedError(f"firmware/Makefile finished without producing firmware/{FIRMWARE}; the "
                                  "artifact's firmware project is broken: recompile it with `edgevit compile`")
