@@ -5,7 +5,7 @@ VENV     ?= .venv
 PY       := $(VENV)/bin/python
 EDGEVIT  := $(VENV)/bin/edgevit
 APT_PKGS := dataset-fashion-mnist gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm \
-            gcc-aarch64-linux-gnu qemu-user openssh-server openssh-client
+            gcc-aarch64-linux-gnu qemu-user openssh-server openssh-client chromium
 STAMP    := $(VENV)/.edgevit-installed
 PYTEST   ?= -q
 
@@ -31,7 +31,7 @@ system:
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[dev,ray]'
+	$(PY) -m pip install -q -e '.[dev,ray,boards]'
 	@touch $@
 
 setup: system $(STAMP)

@@ -36,6 +36,13 @@ def _register_subapps() -> None:
     from edgevit.nas.cli import search_cmd
 
     app.command("search")(search_cmd)
+    from edgevit.bench.cli import bench_cmd; app.command("bench")(bench_cmd)  # noqa: E702
+    from edgevit.backend.flash_cli import flash_cmd
+
+    app.command("flash")(flash_cmd)
+    from edgevit.backend.emulate_cli import emulate_cmd
+
+    app.command("emulate")(emulate_cmd)
 
 
 @app.command()
@@ -151,9 +158,9 @@ def compile_cmd(
 def run_cmd(
     artifact: Path = typer.Argument(..., help="Artifact directory written by `edgevit compile`."),
     runner: Optional[str] = typer.Option(None, "--runner", help="A runner of the artifact's target (default: its default runner; MCU: qemu, host, serial; CPU: host, qemu, ssh)."),
-    count: Optional[int] = typer.Option(None, "--count", min=1, help="Test vectors to run (default: all bundled)."),
+    count: Optional[int] = typer.Option(None, "--count", min=1, help="Test vectors to run (default: all bundled; with --data: test images)."),
     sanitize: bool = typer.Option(False, "--sanitize", help="Build with -fsanitize=address,undefined (runners that can; MCU: host)."),
-    timeout: Optional[float] = typer.Option(None, "--timeout", help="Seconds before the run is aborted."),
+    timeout: Optional[float] = typer.Option(None, "--timeout", help="Seconds before the run is aborted (with --data: seconds allowed per image)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
     bench_runs: Optional[int] = typer.Option(None, "--bench-runs", help="Runners that measure latency (CPU: host, ssh): timed runs of the bench program (default 200; 0: no bench)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="Runners that measure latency: threads of the bench runs (default: the artifact's)."),
@@ -163,6 +170,13 @@ def run_cmd(
     ssh_key: Optional[Path] = typer.Option(None, "--ssh-key", help="--runner ssh: private key file (default: $EDGEVIT_SSH_KEY, else ssh-agent / ~/.ssh)."),
     ssh_known_hosts: Optional[Path] = typer.Option(None, "--ssh-known-hosts", help="--runner ssh: known_hosts file (default: $EDGEVIT_SSH_KNOWN_HOSTS, else ~/.cache/edgevit/ssh_known_hosts)."),
     ssh_host_key_check: Optional[str] = typer.Option(None, "--ssh-host-key-check", help="--runner ssh: StrictHostKeyChecking accept-new | yes | no (default: $EDGEVIT_SSH_HOST_KEY_CHECK, else accept-new)."),
+    port: Optional[str] = typer.Option(None, "--port", help="--runner serial: the board's serial device (/dev/ttyACM0) or socket://HOST:PORT (an emulated board: `edgevit emulate DIR --port PORT`)."),
+    baud: Optional[int] = typer.Option(None, "--baud", help="--runner serial: UART baud rate (default 115200)."),
+    flash: bool = typer.Option(False, "--flash", help="--runner serial: build the board firmware and flash it first (the profile's flash tools)."),
+    data: Optional[str] = typer.Option(None, "--data", help="Stream this data set's test images to the board instead of the bundled vectors (fashion-mnist, an image folder or an .npz; runners that stream: MCU serial). --count then counts images (default: the whole test split)."),
+    data_root: Optional[Path] = typer.Option(None, "--data-root", help="--data: where the dataset files live."),
+    results: Optional[Path] = typer.Option(None, "--results", help="--data: JSON-lines result file, resumed when rerun (default: ~/.cache/edgevit/streams/<program>-<data>.jsonl)."),
+    fresh: bool = typer.Option(False, "--fresh", help="--data: start the result file over instead of resuming it."),
 ) -> None:
     """Run an artifact's test vectors on a runner; check outputs against the reference interpreter."""
     from edgevit.backend.artifact import load_artifact
@@ -175,9 +189,21 @@ def run_cmd(
            if v is not None}
     if ssh and runner != "ssh":
         raise UserInputError(f"{', '.join('--' + k.replace('_', '-') for k in ssh)} only apply to --runner ssh")
+    serial = {k: v for k, v in dict(port=port, baud=baud, flash=flash or None).items() if v is not None}
+    if serial and runner != "serial":
+        raise UserInputError(f"{', '.join('--' + k for k in serial)} only apply to --runner serial")
+    stream = [f"--{k.replace('_', '-')}" for k, v in dict(data_root=data_root, results=results, fresh=fresh).items() if v]
+    if stream and data is None:
+        raise UserInputError(f"{', '.join(stream)} only apply to a streamed run (--data NAME)")
     bench = {k: v for k, v in dict(bench_runs=bench_runs, threads=threads).items() if v is not None}
-    chosen = pick_runner(art, runner, sanitize=sanitize, **ssh, **bench)
-    result = run_vectors(art, chosen, count=count, timeout=timeout, progress=not as_json)
+    chosen = pick_runner(art, runner, sanitize=sanitize, **ssh, **bench, **serial)
+    if data is not None:
+        from edgevit.backend.stream_run import run_streamed
+
+        result = run_streamed(art, chosen, data, data_root=data_root, count=count, results=results, fresh=fresh,
+                              timeout=timeout, progress=not as_json)
+    else:
+        result = run_vectors(art, chosen, count=count, timeout=timeout, progress=not as_json)
     if as_json:
         print(json.dumps(result))
     else:
