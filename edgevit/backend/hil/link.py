@@ -120,8 +120,8 @@ class RetransmitTimer:
 class _Attempts:
     """What happened while one message was being delivered: for LinkError's message."""
 
-    def __init__(self, what: str) -> None:
-        self.what, self.started = what, time.monotonic()
+    def __init__(self) -> None:
+        self.started = time.monotonic()
         self.count = 0  # frames sent for this message
         self.silent = 0  # timeouts in a row without a byte arriving (since the last flush)
         self.spent = 0  # of those, sends counted against `retries` (reset when an INPUT chunk shrinks)
@@ -218,7 +218,7 @@ class FrameClient:
         """Every byte of `data` as INPUT chunks, each acknowledged; chunks shrink on a lossy line."""
         offset = 0
         while offset < len(data):
-            attempts = _Attempts(f"INPUT chunk at offset {offset}")
+            attempts = _Attempts()
             while True:
                 size = min(self._chunk, len(data) - offset)
                 can_shrink = size > self.min_chunk
@@ -247,7 +247,7 @@ class FrameClient:
         (same seq), with a new seq after a CRC-valid but wrong answer. With give_up_on_timeout,
         returns None after a timeout so that the caller can send a shorter message instead.
         LinkError once `retries` resends are spent (counted in `attempts.spent`)."""
-        attempts = attempts or _Attempts(what)
+        attempts = attempts or _Attempts()
         seq, frame, sends = None, b"", 0
         while True:
             if attempts.spent > self.retries:
