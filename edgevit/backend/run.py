@@ -131,10 +131,16 @@ def check_outputs(device: DeviceRun, vectors: Vectors) -> dict:
     """count, dtype, matches, mismatches, match_rule, max_abs_error, top1, reference_top1."""
     outputs = device_outputs(device, vectors)
     n = outputs.shape[0]
-    expected, labels = vectors.expected[:n], vectors.labels[:n]
+    return compare_outputs(outputs, vectors.expected[:n], vectors.labels[:n])
+
+
+def compare_outputs(outputs: np.ndarray, expected: np.ndarray, labels: np.ndarray) -> dict:
+    """The checked figures of device outputs [n, ...] against the reference outputs [n, ...] (same dtype)
+    and labels [n]: count, dtype, matches, mismatches (first indices), match_rule, max_abs_error, top1,
+    reference_top1."""
     ok, max_err = outputs_match(outputs, expected)
     integer = np.issubdtype(expected.dtype, np.integer)
-    return {"count": n, "dtype": str(expected.dtype), "matches": int(ok.sum()),
+    return {"count": int(outputs.shape[0]), "dtype": str(expected.dtype), "matches": int(ok.sum()),
             "mismatches": [int(i) for i in np.flatnonzero(~ok)[:SHOWN_MISMATCHES]],
             "match_rule": "bit-exact" if integer else f"max |out - ref| <= {FLOAT_RTOL:g} x max |ref| per vector",
             "max_abs_error": max_err if not integer else int(max_err),

@@ -37,7 +37,7 @@ import numpy as np
 
 from edgevit.backend.artifact import Artifact
 from edgevit.backend.errors import RunFailedError
-from edgevit.backend.run import FLOAT_RTOL, SHOWN_MISMATCHES, outputs_match, timing
+from edgevit.backend.run import compare_outputs, timing
 from edgevit.backend.runner import Runner
 from edgevit.backend.stream_results import Record, StreamResults, default_results_path
 from edgevit.errors import UserInputError
@@ -200,22 +200,9 @@ def _accepted(answer, index: int, output_bytes: int) -> Record:
 def check_streamed(records: list[Record], expected: np.ndarray, labels: np.ndarray) -> dict:
     """count, dtype, matches, mismatches (first indices), match_rule, max_abs_error, top1,
     reference_top1 of the recorded outputs against the reference outputs (as run.check_outputs)."""
-    n = len(records)
     dtype, shape = expected.dtype, expected.shape[1:]
     outputs = np.stack([np.frombuffer(r.output, dtype=dtype).reshape(shape) for r in records])
-    ok, max_err = outputs_match(outputs, expected)
-    integer = np.issubdtype(dtype, np.integer)
-    return {"count": n, "dtype": str(dtype), "matches": int(ok.sum()),
-            "mismatches": [int(i) for i in np.flatnonzero(~ok)[:SHOWN_MISMATCHES]],
-            "match_rule": "bit-exact" if integer else f"max |out - ref| <= {FLOAT_RTOL:g} x max |ref| per vector",
-            "max_abs_error": int(max_err) if integer else max_err,
-            "top1": _top1(outputs, labels), "reference_top1": _top1(expected, labels)}
-
-
-def _top1(outputs: np.ndarray, labels: np.ndarray) -> float:
-    flat = outputs.reshape(outputs.shape[0], -1)
-    with np.errstate(invalid="ignore"):
-        return float(np.mean(np.argmax(flat, axis=1) == labels))
+    return compare_outputs(outputs, expected, labels)
 
 
 def _count(count: int | None, available: int, data: str) -> int:

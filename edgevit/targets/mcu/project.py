@@ -8,6 +8,7 @@
     firmware/Makefile    the profile's toolchain.cc / cflags / ldflags, -O2, semihosting
                          (--specs=rdimon.specs -lrdimon), target firmware.elf, EDGEVIT_COUNT
     firmware/main.c      the test main shared with the host build (prints `EV ...` lines)
+    firmware/ev_text.h   the EV line formatting main.c and serial_link.c share
     firmware/Makefile    also `make uart` / `make board`: the UART firmware (uart_project.py adds
                          its sources: serial_link.c, uart_<driver>.c, settings headers, linker_board.ld)
     host/Makefile        the same sources with $(CC) (default gcc), EXTRA_CFLAGS, EDGEVIT_COUNT,
@@ -104,6 +105,7 @@ def project_files(profile, arena_bytes: int, stack_bytes: int, count: int) -> di
     return {
         "firmware/startup.c": render_template("startup.c", {}),
         "firmware/main.c": render_template("main.c", {}),
+        "firmware/ev_text.h": render_template("ev_text.h", {}),
         "firmware/linker.ld": linker_script(profile, arena_bytes, stack_bytes),
         "firmware/Makefile": firmware_makefile(profile, count),
         "host/Makefile": host_makefile(count),

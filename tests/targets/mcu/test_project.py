@@ -45,8 +45,8 @@ def test_host_makefile_defaults_to_gcc_and_takes_extra_flags() -> None:
 
 def test_project_files_layout(profile) -> None:
     files = project.project_files(profile, 100, 8192, 5)
-    assert sorted(files) == ["firmware/Makefile", "firmware/linker.ld", "firmware/main.c", "firmware/startup.c",
-                             "host/Makefile"]
+    assert sorted(files) == ["firmware/Makefile", "firmware/ev_text.h", "firmware/linker.ld", "firmware/main.c",
+                             "firmware/startup.c", "host/Makefile"]
     main = files["firmware/main.c"]
     assert "SYST_CSR = 7u" in main and "SYST_RVR = 0xFFFFFFu" in main and '"EV-END "' in main
     startup = files["firmware/startup.c"]

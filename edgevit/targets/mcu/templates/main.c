@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "edgevit_model.h"
+#include "ev_text.h"
 #include "vectors.h"
 #ifdef EDGEVIT_TRANSPORT_UART
 #include "serial_link.h"
@@ -91,36 +92,6 @@ static uint64_t ticks_now(void) {
   return ((uint64_t)wraps << 24) + (0xFFFFFFu - value);
 }
 #endif
-
-static char *put_text(char *p, const char *s) {
-  while (*s) {
-    *p++ = *s++;
-  }
-  return p;
-}
-
-static char *put_uint(char *p, uint64_t v) {
-  char digits[24];
-  int n = 0;
-  do {
-    digits[n++] = (char)('0' + (int)(v % 10u));
-    v /= 10u;
-  } while (v);
-  while (n) {
-    *p++ = digits[--n];
-  }
-  return p;
-}
-
-static char *put_hex(char *p, const void *data, size_t size) {
-  static const char hex[] = "0123456789abcdef";
-  const uint8_t *b = (const uint8_t *)data;
-  for (size_t i = 0; i < size; i++) {
-    *p++ = hex[b[i] >> 4];
-    *p++ = hex[b[i] & 15u];
-  }
-  return p;
-}
 
 #ifdef EDGEVIT_TRANSPORT_UART
 static void emit(const char *start, const char *end) { uart_write(start, (size_t)(end - start)); }

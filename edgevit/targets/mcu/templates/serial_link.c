@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "edgevit_model.h"
+#include "ev_text.h"
 #include "serial_link.h"
 #include "uart.h"
 #include "vectors.h"
@@ -209,29 +210,16 @@ static void handle_frame(uint32_t length) {
   last_type = type;
 }
 
-static char *put_decimal(char *p, uint32_t v) {
-  char digits[10];
-  int n = 0;
-  do {
-    digits[n++] = (char)('0' + (int)(v % 10u));
-    v /= 10u;
-  } while (v);
-  while (n) {
-    *p++ = digits[--n];
-  }
-  return p;
-}
-
 static void banner(void) {
   char text[64], *p = text;
   memcpy(p, "EV-READY ", 9);
-  p = put_decimal(p + 9, (uint32_t)EDGEVIT_COUNT);
+  p = put_uint(p + 9, (uint32_t)EDGEVIT_COUNT);
   *p++ = ' ';
-  p = put_decimal(p, (uint32_t)INPUT_BYTES);
+  p = put_uint(p, (uint32_t)INPUT_BYTES);
   *p++ = ' ';
-  p = put_decimal(p, (uint32_t)OUTPUT_BYTES);
+  p = put_uint(p, (uint32_t)OUTPUT_BYTES);
   *p++ = ' ';
-  p = put_decimal(p, LINK_VERSION);
+  p = put_uint(p, LINK_VERSION);
   *p++ = '\r';
   *p++ = '\n';
   uart_write(text, (size_t)(p - text));
