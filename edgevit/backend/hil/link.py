@@ -95,7 +95,7 @@ class InferResult:
 
 
 class RetransmitTimer:
-    """A retransmission timeout from measured round trips (RFC 6298: srtt + 4 rttvar)."""
+    """A retransmission timeout from measured round trips (RFC 6298: srtt + 4 rttvar, at least 2 srtt)."""
 
     def __init__(self, floor: float) -> None:
         """floor: the smallest timeout (seconds) ever used once round trips are known."""
@@ -105,7 +105,9 @@ class RetransmitTimer:
 
     def timeout(self, attempt: int, ceiling: float) -> float:
         """Seconds to wait for the answer to attempt `attempt` (0 first): doubles per resend, at most `ceiling`."""
-        base = ceiling if self.srtt is None else max(self.floor, self.srtt + 4 * self.rttvar)
+        # never below twice the smoothed round trip: an emulated board on a busy host answers late in
+        # bursts, and a spurious resend of a whole INPUT chunk costs more than waiting (overhead target)
+        base = ceiling if self.srtt is None else max(self.floor, self.srtt + 4 * self.rttvar, 2 * self.srtt)
         return min(ceiling, base * 2 ** attempt)
 
     def sample(self, rtt: float) -> None:
