@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from edgevit.backend.target import get_target, register_target, target_names, unregister_target
-from edgevit.cli import main
+from tests.cli_helpers import run_cli
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from null_target import NullTarget, load_program  # noqa: E402  (tests/architecture has no __init__.py)
@@ -58,15 +58,8 @@ class Result:
 def invoke(monkeypatch, capsys):
     """invoke(*args) runs the console entry point in-process (where the null target is registered)."""
     def run(*args: str) -> Result:
-        monkeypatch.setattr(sys, "argv", ["edgevit", *args])
-        capsys.readouterr()
-        try:
-            main()
-            code = 0
-        except SystemExit as e:
-            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-        out = capsys.readouterr()
-        return Result(code, out.out, out.err)
+        r = run_cli(monkeypatch, capsys, *args)
+        return Result(r.code, r.out, r.err)
     return run
 
 

@@ -23,7 +23,8 @@ from edgevit.profiles.profile import load_profile
 from edgevit.targets.cpu import latency
 from edgevit.targets.cpu.calibration import calibrate
 from edgevit.targets.cpu.target import CpuTarget
-from tests.nas.test_search_cli import TINY_SPACE, fake_factory, fake_trainer, fmnist_subset
+from tests.nas.test_search_cli import fake_factory, fake_trainer
+from tests.nas.test_search_cli import fmnist_npz, tiny_space  # noqa: F401  (fixtures, shared with the NAS CLI tests)
 
 ROOT = Path(__file__).resolve().parents[3]
 PROFILES = ("host", "rpi4", "cortex-a76")
@@ -191,20 +192,6 @@ def test_nnls_fit_recovers_non_negative_coefficients() -> None:
 
 
 # ---- NAS with a cpu profile --------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def fmnist_npz(tmp_path_factory) -> Path:
-    return fmnist_subset(tmp_path_factory.mktemp("data") / "fm.npz")
-
-
-@pytest.fixture
-def tiny_space(tmp_path) -> Path:
-    import yaml
-
-    path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump(TINY_SPACE))
-    return path
-
-
 def test_search_on_rpi4_applies_the_latency_bound(tmp_path, fmnist_npz, tiny_space) -> None:
     from edgevit.nas.space import SearchSpace
 

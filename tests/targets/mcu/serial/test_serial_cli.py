@@ -7,38 +7,20 @@ from __future__ import annotations
 
 import json
 import socket
-import sys
-from dataclasses import dataclass
 
 import pytest
 
 from edgevit.backend.artifact import load_artifact
 from edgevit.backend.artifact_program import load_program
-from edgevit.cli import main
 from tests.backend.hil.fake_board import FakeBoard
+from tests.cli_helpers import run_cli
 from tests.backend.stream.stream_helpers import bundled_inputs, reference_model, stream_artifact, stream_dataset
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
 
 
 @pytest.fixture
 def edgevit(monkeypatch, capsys):
-    def run(*args) -> Result:
-        monkeypatch.setattr(sys, "argv", ["edgevit", *map(str, args)])
-        capsys.readouterr()
-        try:
-            main()
-            code = 0
-        except SystemExit as e:
-            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-        out = capsys.readouterr()
-        return Result(code, out.out, " ".join(out.err.split()))
-    return run
+    """edgevit(*args) runs the command in-process; stderr comes back on one line."""
+    return lambda *args: run_cli(monkeypatch, capsys, *args, flat_err=True)
 
 
 @pytest.fixture(scope="module")
