@@ -158,13 +158,13 @@ def timing(ticks: list[int], run: Runner, profile) -> dict:
     runner's instructions per tick) and estimated_latency_ms at the profile's clock (1 instruction
     per cycle), with latency_note: what the estimate is, or why there is none (both the runner's).
     When the runner's ticks are core cycles (`Runner.ticks_are_cycles`: a board's DWT CYCCNT) the
-    latency is measured instead: cycles_per_inference (mean), latency_ms (mean cycles at the
-    profile's clock) and its median / p90 / min / mean (measured_latency)."""
+    latency is measured instead: cycles_per_inference (mean), latency_ms (mean cycles at the clock
+    the core ran at, `Runner.cycle_clock_hz`) and its median / p90 / min / mean (measured_latency)."""
     per_tick = run.instructions_per_tick(profile) if run.counts_instructions else None
     result = {"ticks": ticks, "instructions_per_tick": per_tick, "instructions_per_inference": None,
               "estimated_latency_ms": None}
     if run.ticks_are_cycles and any(ticks):
-        return {**result, **measured_latency(ticks, float(profile.clock_hz)), "latency_note": run.latency_note}
+        return {**result, **measured_latency(ticks, run.cycle_clock_hz(profile)), "latency_note": run.latency_note}
     why = run.uncounted_reason(profile, ticks)
     if why is not None:
         return {**result, "latency_note": f"no instruction count: {why}"}

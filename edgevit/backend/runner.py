@@ -72,7 +72,7 @@ class Runner(ABC):
                                    "assuming 1 instruction per cycle")
     install_hint: ClassVar[str] = ""  # added to the install command when a tool is missing
     no_bench_reason: ClassVar[str] = "it does not measure latency"  # why --bench-runs / --threads are refused
-    ticks_are_cycles: bool = False  # True when EV ticks are core cycles at the profile's clock: latency is measured
+    ticks_are_cycles: bool = False  # True when EV ticks are core cycles at the clock the firmware runs at: latency is measured
 
     def __init__(self, *, sanitize: bool = False, keep_build: Path | None = None, profile_steps: bool = False) -> None:
         """sanitize: build with ASan/UBSan (runners whose supports_sanitize() is True; get_runner
@@ -94,6 +94,11 @@ class Runner(ABC):
     def step_note(self, profile) -> str:
         """What the per-step times of a profile_steps run are, for people (measured or estimated, how)."""
         return ""
+
+    def cycle_clock_hz(self, profile) -> float:
+        """The clock (Hz) at which EV ticks count core cycles when `ticks_are_cycles`: the profile's
+        clock unless the runner knows the firmware runs the core at another one."""
+        return float(profile.clock_hz)
 
     @classmethod
     def supports_sanitize(cls) -> bool:

@@ -72,3 +72,20 @@ def test_timing_figures_and_notes_come_from_the_runner():
     assert quiet["latency_note"] == "no instruction count: the quiet runner does not count instructions"
     zero = timing([0, 0], _CountingRunner(), profile)
     assert zero["instructions_per_inference"] is None and zero["latency_note"].endswith("reported 0 cycles")
+
+
+class _CycleRunner(_QuietRunner):
+    name = "cycles"
+    ticks_are_cycles = True
+    latency_note = "measured: test cycles"
+
+    def cycle_clock_hz(self, profile):
+        return 16e6  # the firmware runs the core at 16 MHz, not the profile's 200 MHz
+
+
+def test_cycles_are_turned_into_latency_at_the_clock_the_runner_names():
+    profile = SimpleNamespace(name="board", clock_hz=200e6)
+    t = timing([16_000, 32_000], _CycleRunner(), profile)
+    assert t["cycles_per_inference"] == 24_000 and t["latency_ms"] == 1.5  # at 16 MHz
+    assert t["latency_ms_median"] == 1.5 and t["latency_ms_min"] == 1.0 and t["latency_note"] == "measured: test cycles"
+    assert t["estimated_latency_ms"] is None

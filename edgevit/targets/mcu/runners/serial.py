@@ -150,6 +150,12 @@ class SerialRunner(McuRunner):
             self.tick_name = "tick"
             self.latency_note = f"the board's firmware reports no ticks (tick kind {info.tick_kind!r})"
 
+    def cycle_clock_hz(self, profile) -> float:
+        """The core clock the board's firmware reported in its HELLO reply (what its DWT / SysTick cycles
+        count at: the reset clock until PLL set-up is generated), else board.core_clock_hz."""
+        info = self.board_info
+        return float(info.clock_hz) if info is not None and info.clock_hz else float(_core_clock(profile))
+
     def instructions_per_tick(self, profile) -> float | None:
         """For an emulated board's SysTick: the qemu runner's calibrated figure (None otherwise)."""
         return INSTRUCTIONS_PER_TICK.get(profile.emulator.machine) if self.counts_instructions else None
