@@ -1,8 +1,10 @@
 """Frames of the serial protocol (docs/serial-protocol.md, section 2): encoding, CRC and an
 incremental decoder that resynchronises on garbage.
 
-    frame = 0xE5 | type u8 | seq u8 | length u16 LE | payload[length] | crc16 u16 LE
-    crc16 = CRC-16/CCITT-FALSE over type, seq, length and payload
+    frame = 0xE5 | type u8 | seq u8 | length u16 LE | check u8 | payload[length] | crc16 u16 LE
+    check = CRC-8 (poly 0x07, init 0xFF) over type, seq and length: a corrupted length is
+            caught before the receiver waits for bytes that never come
+    crc16 = CRC-16/CCITT-FALSE over type, seq, length, check and payload
 
     encode_frame(HELLO, 7)                       # -> bytes on the line
     dec = FrameDecoder(); frames = dec.feed(chunk)   # complete, CRC-checked frames so far
@@ -15,9 +17,9 @@ from dataclasses import dataclass
 
 START = 0xE5
 MAX_PAYLOAD = 1024
-HEADER = struct.Struct("<BBBH")  # start, type, seq, length
-OVERHEAD = HEADER.size + 2  # header + CRC: 7 bytes per frame
-PROTOCOL_VERSION = 2
+HEADER = struct.Struct("<BBBHB")  # start, type, seq, length, header check
+OVERHEAD = HEADER.size + 2  # header + CRC: 8 bytes per frame
+PROTOCOL_VERSION = 3
 
 # host -> board
 HELLO, INPUT, RUN = 0x48, 0x49, 0x52
@@ -35,6 +37,17 @@ def crc16_ccitt(data: bytes, crc: int = 0xFFFF) -> int:
         crc ^= byte << 8
         for _ in range(8):
             crc = ((crc << 1) ^ 0x1021) & 0xFFFF if crc & 0x8000 else (crc << 1) & 0xFFFF
+    return crc
+
+
+def crc8_header(data: bytes, crc: int = 0xFF) -> int:
+    """The header check: CRC-8 with poly 0x07, init 0xFF, no reflection, no final xor, of `data`
+    (type, seq, length: 4 bytes); crc8_header(b"123456789") == 0xFB. Init 0xFF, so an all-zero
+    header does not check as 0."""
+    for byte in data:
+        crc ^= byte
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x07) & 0xFF if crc & 0x80 else (crc << 1) & 0xFF
     return crc
 
 
@@ -58,15 +71,16 @@ def encode_frame(frame_type: int, seq: int, payload: bytes = b"") -> bytes:
         raise ValueError(f"frame payload of {len(payload)} bytes exceeds the protocol's {MAX_PAYLOAD}")
     if not (0 <= frame_type <= 255 and 0 <= seq <= 255):
         raise ValueError(f"frame type {frame_type} and seq {seq} must be bytes")
-    body = HEADER.pack(START, frame_type, seq, len(payload))[1:] + bytes(payload)
+    fields = struct.pack("<BBH", frame_type, seq, len(payload))
+    body = fields + bytes([crc8_header(fields)]) + bytes(payload)
     return bytes([START]) + body + struct.pack("<H", crc16_ccitt(body))
 
 
 class FrameDecoder:
-    """Turns a byte stream into CRC-checked frames. Bytes before a start byte, frames with a bad
-    CRC and headers announcing more than MAX_PAYLOAD bytes are skipped (counted in `rejected`);
-    after a bad frame the search resumes one byte after its start byte, so a corrupted length
-    cannot swallow the frames behind it."""
+    """Turns a byte stream into CRC-checked frames. Bytes before a start byte, headers whose check
+    byte fails or that announce more than MAX_PAYLOAD bytes, and frames with a bad CRC are skipped
+    (counted in `rejected`); after a bad frame the search resumes one byte after its start byte,
+    so a corrupted length cannot swallow the frames behind it."""
 
     def __init__(self) -> None:
         self.buffer = bytearray()
@@ -88,8 +102,8 @@ class FrameDecoder:
                 del self.buffer[:start]
             if len(self.buffer) < HEADER.size:
                 return frames
-            _, ftype, seq, length = HEADER.unpack_from(self.buffer)
-            if length > MAX_PAYLOAD:
+            _, ftype, seq, length, check = HEADER.unpack_from(self.buffer)
+            if check != crc8_header(bytes(self.buffer[1:HEADER.size - 1])) or length > MAX_PAYLOAD:
                 self._reject()
                 continue
             total = HEADER.size + length + 2

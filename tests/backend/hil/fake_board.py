@@ -30,7 +30,7 @@ import time
 from typing import Callable
 
 from edgevit.backend.hil.frames import (ACK, HELLO, HELLO_REPLY, INPUT, MAX_PAYLOAD, OUTPUT, PROTOCOL_VERSION, RUN,
-                                        START, BoardInfo, crc16_ccitt, encode_frame, encode_hello_reply,
+                                        START, BoardInfo, crc8_header, crc16_ccitt, encode_frame, encode_hello_reply,
                                         encode_output)
 
 POLL_S = 0.05
@@ -174,17 +174,18 @@ class FakeBoard:
         length, silence, CRC) is dropped and the bytes after its start byte are scanned again."""
         got = bytearray()
         try:
-            if not self._read_into(got, 4):
+            if not self._read_into(got, 5):
                 return
-            ftype, seq, length = struct.unpack("<BBH", got)
-            if length > self.info.max_payload or not self._read_into(got, length + 2):
-                if length > self.info.max_payload:
+            ftype, seq, length, check = struct.unpack("<BBHB", got)
+            bad_header = check != crc8_header(bytes(got[:4])) or length > self.info.max_payload
+            if bad_header or not self._read_into(got, length + 2):
+                if bad_header:
                     self._give_back(got)
                 return
         except _Idle:
             self._give_back(got)  # the line went quiet inside a frame: abort it
             return
-        header, payload, (crc,) = bytes(got[:4]), bytes(got[4:4 + length]), struct.unpack("<H", got[4 + length:])
+        header, payload, (crc,) = bytes(got[:5]), bytes(got[5:5 + length]), struct.unpack("<H", got[5 + length:])
         if crc != crc16_ccitt(header + payload):
             self._give_back(got)
             return

@@ -7,7 +7,7 @@ import random
 import pytest
 
 from edgevit.backend.hil.frames import (ACK, HELLO, INPUT, MAX_PAYLOAD, OUTPUT, BoardInfo, Frame, FrameDecoder,
-                                        crc16_ccitt, encode_frame, encode_hello_reply, encode_output,
+                                        crc8_header, crc16_ccitt, encode_frame, encode_hello_reply, encode_output,
                                         parse_hello_reply, parse_output)
 
 
@@ -17,12 +17,31 @@ def test_crc16_ccitt_false_check_value():
     assert crc16_ccitt(b"") == 0xFFFF
 
 
-def test_frame_layout_is_start_type_seq_length_payload_crc():
+def test_crc8_header_check_value():
+    # CRC-8, poly 0x07, init 0xFF, no reflection, no xor-out; 0xFB is also (M(x) * x^8) mod (x^8+x^2+x+1)
+    # by long division, with the first byte xored by the init (the firmware's C must agree: QEMU tests)
+    assert crc8_header(b"123456789") == 0xFB
+    assert crc8_header(b"") == 0xFF
+    assert crc8_header(bytes(4)) != 0  # an all-zero header (a line flush) never checks
+
+
+def test_frame_layout_is_start_type_seq_length_check_payload_crc():
     frame = encode_frame(INPUT, 7, b"\x01\x02\x03")
     assert frame[:5] == bytes([0xE5, INPUT, 7, 3, 0])
-    assert frame[5:8] == b"\x01\x02\x03"
-    assert int.from_bytes(frame[8:], "little") == crc16_ccitt(frame[1:8])
-    assert len(encode_frame(ACK, 0)) == 7
+    assert frame[5] == crc8_header(frame[1:5])
+    assert frame[6:9] == b"\x01\x02\x03"
+    assert int.from_bytes(frame[9:], "little") == crc16_ccitt(frame[1:9])
+    assert len(encode_frame(ACK, 0)) == 8
+
+
+def test_decoder_refuses_a_corrupted_length_at_once():
+    # a bit flipped in the length announces 256 more bytes; the header check catches it, so the
+    # frame behind is decoded without waiting for those bytes (v2 needed a timeout or a flush)
+    bad = bytearray(encode_frame(INPUT, 1, b"xyz"))
+    bad[4] ^= 0x01
+    decoder = FrameDecoder()
+    assert decoder.feed(bytes(bad) + encode_frame(ACK, 2)) == [Frame(ACK, 2)]
+    assert decoder.rejected == 1
 
 
 def test_encode_refuses_oversize_payload_and_bad_seq():
@@ -61,7 +80,8 @@ def test_decoder_resynchronises_after_a_corrupted_frame():
 def test_decoder_oversize_length_drops_only_the_start_byte():
     # a header announcing 0xFFFF bytes must not swallow the frame behind it
     decoder = FrameDecoder()
-    got = decoder.feed(bytes([0xE5, ACK, 1, 0xFF, 0xFF]) + encode_frame(ACK, 2))
+    header = bytes([ACK, 1, 0xFF, 0xFF])
+    got = decoder.feed(bytes([0xE5]) + header + bytes([crc8_header(header)]) + encode_frame(ACK, 2))
     assert got == [Frame(ACK, 2)]
     assert decoder.rejected == 1
 

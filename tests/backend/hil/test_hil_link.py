@@ -13,7 +13,7 @@ import pytest
 
 from edgevit.backend.errors import RunTimeoutError
 from edgevit.backend.hil.fault_proxy import FaultProxy
-from edgevit.backend.hil.frames import OUTPUT, RUN, encode_frame, encode_output
+from edgevit.backend.hil.frames import OUTPUT, RUN, crc8_header, encode_frame, encode_output
 from edgevit.backend.hil.link import FrameClient, LinkError
 from edgevit.backend.hil.transport import open_link
 from edgevit.backend.protocol import parse_output
@@ -54,7 +54,7 @@ def test_hello_reports_what_the_firmware_was_built_with():
     with board_for(784, 10, bundled=4, tick_kind="DWT CYCCNT", clock_hz=216_000_000) as board:
         with open_link(board.url) as link:
             info = FrameClient(link, **FAST).hello()
-    assert (info.version, info.max_payload, info.input_bytes, info.output_bytes, info.bundled) == (2, 1024, 784, 10, 4)
+    assert (info.version, info.max_payload, info.input_bytes, info.output_bytes, info.bundled) == (3, 1024, 784, 10, 4)
     assert (info.tick_kind, info.clock_hz) == ("DWT CYCCNT", 216_000_000)
 
 
@@ -180,7 +180,10 @@ def test_a_line_flush_frees_a_board_stuck_in_a_frame_with_a_corrupted_length():
         with open_link(board.url) as link:
             client = FrameClient(link, ack_timeout=0.3, retries=8, min_timeout=0.01)
             client.hello()
-            link.write(bytes([0xE5, 0x49, 0x07, 0x00, 0x04]))  # a header whose length became 1024
+            # a header announcing 1024 bytes that passes its check byte (1 in 256 corrupted headers
+            # do, and a 0xE5 inside a payload taken for a start byte may): the board waits for them
+            header = bytes([0x49, 0x07, 0x00, 0x04])
+            link.write(bytes([0xE5]) + header + bytes([crc8_header(header)]))
             result = client.infer(0, data, run_timeout=1)
     assert result.output == make_model(4)(data)
     assert client.stats.flushes >= 1 and board.bad_frames >= 1 and board.inferences == 1

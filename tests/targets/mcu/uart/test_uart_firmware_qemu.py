@@ -120,7 +120,7 @@ def test_hello_reply_describes_the_firmware(board, built) -> None:
     assert reply.type == F.HELLO_REPLY
     info = F.parse_hello_reply(reply.payload)
     assert (info.version, info.max_payload, info.input_bytes, info.output_bytes, info.bundled) == (
-        2, 1024, 28 * 28, 10, VECTORS)
+        3, 1024, 28 * 28, 10, VECTORS)
     assert info.tick_kind == "SysTick" and info.clock_hz == load_profile(built[0]).clock_hz
 
 
@@ -166,7 +166,7 @@ def test_corrupted_frames_are_ignored(board, vectors) -> None:
     for i, corrupt in enumerate((bad_crc, bad_length, longer, noise)):
         board.send(corrupt)
         reply = board.request(F.HELLO, 60 + i)
-        assert reply.type == F.HELLO_REPLY and F.parse_hello_reply(reply.payload).version == 2
+        assert reply.type == F.HELLO_REPLY and F.parse_hello_reply(reply.payload).version == 3
         assert all(f.seq != 50 for f in board.frames), f"case {i}: the corrupted frame was answered"
     inputs, expected = vectors
     image = bytearray(struct.pack("<I", 0) + inputs[2].tobytes())
