@@ -70,6 +70,7 @@ class LinkStats:
     retransmissions: int = 0
     bad_frames: int = 0
     stale_frames: int = 0
+    late_answers: int = 0  # ACKs of chunks given up on that came late (spurious timeouts)
     timeouts: int = 0
     flushes: int = 0  # line flushes sent after silent timeouts (FrameClient._flush_line)
     payload_bytes_sent: int = 0
@@ -119,11 +120,25 @@ class RetransmitTimer:
             self.srtt = 0.875 * self.srtt + 0.125 * rtt
 
 
+@dataclass
+class _Suspect:
+    """A frame that timed out, perhaps spuriously: the answer type awaited, when it was first sent,
+    the timer to teach, the INPUT chunk size given up on (0: none) and when an answer came (None:
+    given up on without one)."""
+
+    answer_type: int
+    sent_at: float
+    timer: RetransmitTimer
+    chunk: int = 0
+    answered_at: float | None = None
+
+
 class _Attempts:
     """What happened while one message was being delivered: for LinkError's message."""
 
     def __init__(self) -> None:
         self.started = time.monotonic()
+        self.first_sent_at = self.started  # when the current frame was first sent
         self.count = 0  # frames sent for this message
         self.silent = 0  # timeouts in a row without a byte arriving (since the last flush)
         self.spent = 0  # of those, sends counted against `retries` (reset when an INPUT chunk shrinks)
@@ -167,6 +182,8 @@ class FrameClient:
         self._run_timer = RetransmitTimer(min_timeout)
         self._chunk = MAX_PAYLOAD - 4
         self._clean_chunks = 0
+        # frames whose timeout may have been spurious, by seq: a late answer proves it (_late_answer)
+        self._suspects: dict[int, _Suspect] = {}
 
     # --- the three requests -------------------------------------------------------------------
 
@@ -230,6 +247,8 @@ class FrameClient:
                                        attempts=attempts, give_up_on_timeout=can_shrink)
                 if answer is not None:
                     break
+                if attempts.count == 1:
+                    self._suspect((self._seq - 1) % 256, _Suspect(ACK, attempts.first_sent_at, self._ack_timer, size))
                 self._chunk = max(self.min_chunk, size // 2)  # no answer: a shorter frame has better odds
                 self._clean_chunks = 0
                 attempts.spent = 0  # the shorter frame gets its own retries: at most log2(max/min) more sends
@@ -266,13 +285,17 @@ class FrameClient:
             attempts.spent += 1
             sends += 1
             sent_at, received_before = time.monotonic(), attempts.received
+            if sends == 1:
+                attempts.first_sent_at = sent_at
             self._send_frame(frame)
             line_time = self.link_byte_time() * (flushed + len(frame) + OVERHEAD + _answer_size(expect, self.info))
             answer, outcome = self._await(seq, expect, check, line_time + timer.timeout(attempts.spent - 1, ceiling),
                                           attempts)
             if answer is not None:
-                if sends == 1:  # Karn: a frame sent twice gives no round trip
+                if sends == 1:  # Karn: a frame sent twice gives no round trip...
                     timer.sample(max(0.0, time.monotonic() - sent_at - line_time))
+                else:  # ...unless a second answer comes: then this one answered the first send
+                    self._suspect(seq, _Suspect(expect, attempts.first_sent_at, timer, answered_at=time.monotonic()))
                 return answer
             if outcome == "timeout":
                 self.stats.timeouts += 1
@@ -294,6 +317,7 @@ class FrameClient:
                 frame = self._inbox.popleft()
                 self.stats.frames_received += 1
                 if frame.seq != seq:
+                    self._late_answer(frame)
                     self.stats.stale_frames += 1
                     attempts.note(f"stale {frame.name} seq {frame.seq}")
                     continue
@@ -314,6 +338,28 @@ class FrameClient:
             data = self._read(READ_SIZE, left)
             attempts.bytes(data)
             damaged = self._collect(self._decoder.feed(data), attempts)
+
+    def _suspect(self, seq: int, suspect: "_Suspect") -> None:
+        """Remember a frame whose timeout may have been spurious (the last few only)."""
+        self._suspects[seq] = suspect
+        while len(self._suspects) > 4:
+            del self._suspects[next(iter(self._suspects))]
+
+    def _late_answer(self, frame: Frame) -> None:
+        """A stale answer that proves a timeout spurious: the board is slower than the timer thought
+        (an emulator on a busy host), not the line lossy. Either the ACK of an INPUT chunk given up
+        after one send (its round trip: now - sent), or a second answer to a resent frame (the first
+        answer then belonged to the first send: its round trip is answered - sent). The timer takes
+        that round trip and a chunk given up on gets its size back, so a slow phase does not turn
+        into a run of spurious resends and short, costly chunks (cf. TCP's Eifel and DSACK)."""
+        suspect = self._suspects.get(frame.seq)
+        if suspect is None or suspect.answer_type != frame.type:
+            return
+        del self._suspects[frame.seq]
+        suspect.timer.sample((suspect.answered_at or time.monotonic()) - suspect.sent_at)
+        if suspect.chunk:
+            self._chunk = max(self._chunk, suspect.chunk)
+        self.stats.late_answers += 1
 
     def _collect(self, frames: list[Frame], attempts: _Attempts) -> bool:
         """Queue decoded frames; True when the decoder rejected a frame since the last call."""

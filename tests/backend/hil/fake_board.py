@@ -46,15 +46,19 @@ class FakeBoard:
     def __init__(self, model: Callable[[bytes], bytes], input_bytes: int, output_bytes: int,
                  bundled_inputs: list[bytes], *, max_payload: int = MAX_PAYLOAD, tick_kind: str | None = "SysTick",
                  clock_hz: int = 25_000_000, ticks: int | Callable[[bytes], int] = 1234,
-                 frame_idle_s: float = 0.05, banner: bool = True, version: int = PROTOCOL_VERSION) -> None:
+                 frame_idle_s: float = 0.05, banner: bool = True, version: int = PROTOCOL_VERSION,
+                 answer_delay: Callable[[int], float] | None = None) -> None:
         """model: input bytes -> output bytes (or (status, bytes)); bundled_inputs: the compiled-in
         vectors of text mode; ticks: a constant or a function of the input; frame_idle_s: silence that
-        aborts a frame; banner: print EV-READY when a host connects; version: the HELLO reply's."""
+        aborts a frame; banner: print EV-READY when a host connects; version: the HELLO reply's;
+        answer_delay: seconds to wait before answering, a function of the frames acted on so far (a
+        board that is slow for a while, like QEMU on a busy host)."""
         self.model, self.input_bytes, self.output_bytes = model, input_bytes, output_bytes
         self.bundled = [bytes(b) for b in bundled_inputs]
         assert all(len(b) == input_bytes for b in self.bundled), "bundled inputs must have input_bytes each"
         self.info = BoardInfo(version, max_payload, input_bytes, output_bytes, len(self.bundled), tick_kind, clock_hz)
         self.ticks, self.frame_idle_s, self.banner = ticks, frame_idle_s, banner
+        self.answer_delay = answer_delay
         self.input_buffer = bytearray(input_bytes)
         self.inferences = 0  # model calls: frame RUNs acted on + text-mode vectors
         self.frames_acted = 0
@@ -218,6 +222,8 @@ class FakeBoard:
             return  # unknown type or malformed: silence
         self.frames_acted += 1
         self._last, self._last_answer = (ftype, seq), answer
+        if self.answer_delay is not None:
+            time.sleep(self.answer_delay(self.frames_acted))
         self._write(answer)
 
     # --- text mode and the model ----------------------------------------------------------------

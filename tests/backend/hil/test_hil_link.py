@@ -172,6 +172,22 @@ def test_28x28_images_at_one_percent_corruption():
     assert wrong == 0 and board.inferences == 200 and stats.retransmissions > 0
 
 
+def test_a_slow_phase_teaches_the_timer_instead_of_causing_a_run_of_resends():
+    # frames 20..59 are answered 0.15 s late (a busy host slowing an emulator) after the timer has
+    # learned ~1 ms round trips: the late ACK of the first chunk given up on is a round trip the
+    # timer takes, so the rest of the slow phase waits long enough instead of resending every chunk
+    inputs = make_inputs(30, 64)
+    slow = lambda acted: 0.15 if 20 <= acted < 60 else 0.0
+    with board_for(64, 4, answer_delay=slow) as board:
+        with open_link(board.url) as link:
+            client = FrameClient(link, **FAST)
+            wrong = stream(client, inputs, 4)
+    assert wrong == 0 and board.inferences == 30
+    assert client.stats.late_answers >= 1
+    # 11 here; 63 when late answers are ignored (every chunk and RUN of the slow phase resent, shrunk)
+    assert client.stats.retransmissions <= 15, client.stats
+
+
 def test_a_line_flush_frees_a_board_stuck_in_a_frame_with_a_corrupted_length():
     # the board's byte timeout is 5 s (QEMU's 50 ms of instruction-counted time are ~0.5 s or more
     # of wall time): the resends alone would be swallowed until the client gives up
