@@ -1,8 +1,10 @@
-"""The `board` section of an MCU profile: the physical board's UART, cycle counter, flash layout, flashers.
+"""The `board` section of an MCU profile: the physical board's UART, cycle counter, clock, flash layout, flashers.
 
 Also `Uart` for `emulator.uart` (the emulated board's UART). The UART firmware
 (edgevit/targets/mcu/uart_firmware.py) renders these numbers into its driver; the serial
-runner and `edgevit flash` read the rest.
+runner and `edgevit flash` read the rest. `board.clock` (board_clock.py) is the clock tree the
+board firmware sets up; with it, board.core_clock_hz and board.uart.clock_hz must be what that
+tree gives (without it the firmware keeps the chip's reset clocks).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Annotated, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from edgevit.profiles.board_clock import BoardClock, clock_tree
 from edgevit.profiles.units import Address, Count, Hz, Text, format_hz
 
 
@@ -91,12 +94,18 @@ class FlashMethod(ProfileSection):
         return self
 
 
+# The UART drivers each clock driver's chip family has (board.clock.driver -> board.uart driver, family).
+CLOCK_UARTS = {"stm32f7-pll": ("stm32-usart", "stm32f7"), "stm32h7-pll": ("stm32-usart", "stm32h7"),
+               "nrf-hfxo": ("nrf-uarte", None)}
+
+
 class Board(ProfileSection):
-    """The physical board: its UART for the serial runner, its cycle counter, flash layout and flashers."""
+    """The physical board: its UART for the serial runner, its cycle counter, clock, flash layout and flashers."""
 
     uart: Uart
     cycle_counter: Literal["dwt", "systick"]
     core_clock_hz: Optional[Hz] = None  # the core clock the firmware runs at (None: the profile's clock_hz)
+    clock: Optional[BoardClock] = None  # the clock tree the firmware sets up (None: the reset clocks)
     load_address: Address  # where the flash image (and the vector table) starts on the real chip
     flash: list[FlashMethod] = []  # in order of preference: the first whose tool is installed is used
 
@@ -105,4 +114,34 @@ class Board(ProfileSection):
         if self.load_address % 0x200:
             raise ValueError(f"load_address: 0x{self.load_address:08X} must be a multiple of 0x200 (the vector "
                              "table starts there and VTOR needs it aligned)")
+        return self
+
+    @model_validator(mode="after")
+    def _clocks_are_the_trees(self) -> "Board":
+        """With board.clock, core_clock_hz and uart.clock_hz must be what its clock tree gives."""
+        if self.clock is None:
+            return self
+        driver, family = CLOCK_UARTS[self.clock.driver]
+        if (self.uart.driver, self.uart.family) != (driver, family):
+            chip = f"a {family} {driver}" if family else f"an {driver}"
+            uart = self.uart.driver + (f" ({self.uart.family})" if self.uart.family else "")
+            raise ValueError(f"clock.driver: {self.clock.driver} sets up the clocks of chips with {chip} UART, but "
+                             f"board.uart is {uart}")
+        tree = clock_tree(self.clock)
+        if self.core_clock_hz is None:
+            raise ValueError(f"core_clock_hz: required with board.clock: write core_clock_hz: "
+                             f"{format_hz(tree.core_hz).replace(' ', '')} (board.clock gives {tree.describe()})")
+        if self.core_clock_hz != tree.core_hz:
+            raise ValueError(f"core_clock_hz: {format_hz(self.core_clock_hz)} ({self.core_clock_hz} Hz) is not the "
+                             f"core clock board.clock gives: {format_hz(tree.core_hz)} ({tree.core_hz} Hz; "
+                             f"{tree.describe()})")
+        if self.uart.driver == "stm32-usart" and tree.reset_uart_hz < 16 * self.uart.baud:
+            raise ValueError(f"uart.baud: {self.uart.baud} is too fast for the {format_hz(tree.reset_uart_hz)} reset "
+                             "clock the firmware falls back to when board.clock's set-up fails (divisor below 16)")
+        uart_hz, bus = tree.uart_hz(self.uart.instance), tree.uart_bus(self.uart.instance)
+        if self.uart.clock_hz != uart_hz:
+            name = self.uart.instance or self.uart.driver
+            raise ValueError(f"uart.clock_hz: {format_hz(self.uart.clock_hz)} ({self.uart.clock_hz} Hz) is not the "
+                             f"{name} kernel clock board.clock gives: {format_hz(uart_hz)} ({uart_hz} Hz, its "
+                             f"{bus} clock)")
         return self

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from edgevit.profiles.board_clock import clock_tree
 from edgevit.profiles.profile import Profile, format_hz, list_profiles, load_profile
 
 app = typer.Typer(
@@ -66,6 +67,7 @@ def _rows(p: Profile) -> list[tuple[str, str]]:
         rows += [("[bold]board[/]", ""), ("uart", uart_text(b.uart)), ("cycle counter", b.cycle_counter),
                  ("load address", f"0x{b.load_address:08X}")]
         rows += [("core clock", format_hz(b.core_clock_hz))] if b.core_clock_hz else []
+        rows += [("clock set-up", f"{b.clock.driver}: {clock_tree(b.clock).describe()}")] if b.clock else []
         rows += [("flash", ", ".join(" ".join([m.tool, m.target or m.config or ""]).strip() for m in b.flash) or "-")]
     return rows
 

@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator, model_v
 
 from edgevit.errors import ProfileError
 from edgevit.profiles.board import CORES_WITH_DWT, Board, FlashMethod, ProfileSection, Uart
+from edgevit.profiles.board_clock import BoardClock
 from edgevit.profiles.units import Address, Count, Hz, Size, Text, format_bytes, format_hz, format_size, show_value
 
 KINDS = ("mcu", "cpu", "fpga")
@@ -264,7 +265,7 @@ class Profile(_Model):
 _SUBMODELS: dict[tuple[Any, str], Any] = {
     (Profile, "memory"): "memory", (Profile, "emulator"): Emulator, (Profile, "toolchain"): Toolchain,
     (McuMemory, "regions"): Region, (Emulator, "memory_map"): MemoryMap, (Emulator, "uart"): Uart,
-    (Profile, "board"): Board, (Board, "uart"): Uart, (Board, "flash"): FlashMethod,
+    (Profile, "board"): Board, (Board, "uart"): Uart, (Board, "flash"): FlashMethod, (Board, "clock"): BoardClock,
 }
 
 

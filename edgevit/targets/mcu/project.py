@@ -10,7 +10,8 @@
     firmware/main.c      the test main shared with the host build (prints `EV ...` lines)
     firmware/ev_text.h   the EV line formatting main.c and serial_link.c share
     firmware/Makefile    also `make uart` / `make board`: the UART firmware (uart_project.py adds
-                         its sources: serial_link.c, uart_<driver>.c, settings headers, linker_board.ld)
+                         its sources: serial_link.c, uart_<driver>.c, settings headers, linker_board.ld;
+                         for the board also board.clock's clock_<driver>.c, clock_project.py)
     host/Makefile        the same sources with $(CC) (default gcc), EXTRA_CFLAGS, EDGEVIT_COUNT,
                          target model_host
 
@@ -82,6 +83,14 @@ def uart_driver_sources(uart) -> str:
     return f"uart_{uart.driver}.c" + ("" if uart.driver == "cmsdk-uart" else " uart_ring.c")
 
 
+def clock_driver_sources(board) -> str:
+    """The firmware sources of board.clock's driver: clock_<driver>.c, plus cm7_cache.c for the
+    Cortex-M7 STM32 drivers ("" without a board or its clock section; clock_project.py)."""
+    if board is None or board.clock is None:
+        return ""
+    return f"clock_{board.clock.driver}.c" + (" cm7_cache.c" if board.clock.driver.startswith("stm32") else "")
+
+
 def firmware_makefile(profile, count: int) -> str:
     """firmware/Makefile text: the profile's compiler and flags, EDGEVIT_COUNT defaulting to `count`;
     targets firmware.elf (semihosting), uart (QEMU's UART) and board (the real chip)."""
@@ -90,6 +99,7 @@ def firmware_makefile(profile, count: int) -> str:
         "PROFILE": profile.name, "CC": tc.cc, "CFLAGS": " ".join(tc.cflags), "LDFLAGS": " ".join(tc.ldflags),
         "COUNT": int(count), "QEMU": emu.binary or "qemu-system-arm", "MACHINE": emu.machine or "?",
         "QEMU_UART": uart_driver_sources(emu.uart), "BOARD_UART": uart_driver_sources(board and board.uart),
+        "BOARD_CLOCK": clock_driver_sources(board),
         "QEMU_UART_NAME": f"{emu.uart.driver} @ {_hex(emu.uart.base)}" if emu.uart else "none: no emulator.uart",
         "BOARD_NAME": (f"{board.uart.instance or board.uart.driver} @ {board.uart.baud} baud, flash at "
                        f"{_hex(board.load_address)}, {board.cycle_counter} ticks") if board else "none: no board section"})

@@ -9,7 +9,9 @@ rendered from the profile (uart_config_header), so no driver is edited per board
 base, the divisor for the baud rate (CMSDK BAUDDIV, STM32 BRR, nRF BAUDRATE), pins, the
 interrupt, the clock-enable bits of the STM32 family's RCC, and the tick clock (SysTick or DWT
 CYCCNT) with its ticks per millisecond (the protocol's byte timeout) and the core clock the
-HELLO reply reports.
+HELLO reply reports. A board with a `board.clock` also gets its clock set-up (clock_project.py:
+clock.h, clock_<driver>.c, clock_config_board.h) and EDGEVIT_BOARD_CLOCK in uart_config_board.h;
+the QEMU build never does.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import re
 
 from edgevit.errors import UserInputError
+from edgevit.targets.mcu.clock_project import board_uart_defines, clock_project_files
 from edgevit.targets.mcu.project import board_linker_script, render_template, uart_driver_sources
 from edgevit.targets.mcu.runners.qemu import INSTRUCTIONS_PER_TICK
 
@@ -41,7 +44,7 @@ STM32_FAMILIES = {
 def uart_project_files(profile, arena_bytes: int, stack_bytes: int) -> dict[str, str]:
     """Relative path -> text of the UART firmware's files for `profile`: the serial link and uart.h,
     the driver and settings header of emulator.uart (if any) and of board.uart plus linker_board.ld
-    (if the profile has a board section)."""
+    and the board.clock set-up (if the profile has a board section)."""
     files = {f"firmware/{name}": render_template(name, {}) for name in COMMON_TEMPLATES}
     for for_board, uart in ((False, profile.emulator.uart), (True, profile.board and profile.board.uart)):
         if uart is None:
@@ -54,6 +57,7 @@ def uart_project_files(profile, arena_bytes: int, stack_bytes: int) -> dict[str,
             profile, for_board=for_board)
     if profile.board is not None:
         files["firmware/linker_board.ld"] = board_linker_script(profile, arena_bytes, stack_bytes)
+        files.update(clock_project_files(profile))
     return files
 
 
@@ -102,6 +106,8 @@ def uart_config_header(profile, *, for_board: bool) -> str:
     if kind == "dwt":
         defines.append(("EDGEVIT_TICKS_DWT", "1"))
     defines += _driver_defines(uart, profile.name)
+    if for_board:
+        defines += board_uart_defines(profile)
     width = max(len(name) for name, _ in defines)
     lines = [f"#define {name.ljust(width)} {value}" for name, value in defines]
     return render_template("uart_config.h", {

@@ -138,7 +138,12 @@ class SerialRunner(McuRunner):
         self.ticks_are_cycles = self.counts_instructions = False
         if info.tick_kind == DWT:
             self.ticks_are_cycles, self.tick_name = True, "DWT cycle"
-            self.latency_note = (f"measured: DWT CYCCNT core cycles on the board, at the profile's {clock} clock "
+            reported = info.clock_hz or core
+            at = (f"at the profile's {clock} clock" if reported == core else
+                  f"at the {reported / 1e6:g} MHz the board reports, not board.core_clock_hz's {clock} (its "
+                  "firmware runs another clock: board.clock's set-up fell back to the reset clock, or the firmware "
+                  "was built without it; docs/hil.md)")
+            self.latency_note = (f"measured: DWT CYCCNT core cycles on the board, {at} "
                                  "(caches, flash wait states and the pipeline included)")
         elif info.tick_kind == SYSTICK and _board_counter(profile) == "systick" and info.clock_hz == core:
             self.ticks_are_cycles, self.tick_name = True, "SysTick cycle"
@@ -152,7 +157,7 @@ class SerialRunner(McuRunner):
 
     def cycle_clock_hz(self, profile) -> float:
         """The core clock the board's firmware reported in its HELLO reply (what its DWT / SysTick cycles
-        count at: the reset clock until PLL set-up is generated), else board.core_clock_hz."""
+        count at: board.clock's, or the reset clock when its set-up fell back), else board.core_clock_hz."""
         info = self.board_info
         return float(info.clock_hz) if info is not None and info.clock_hz else float(_core_clock(profile))
 

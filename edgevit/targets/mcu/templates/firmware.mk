@@ -26,6 +26,7 @@ SOURCES = main.c startup.c $(SRC)/model.c $(SRC)/weights.c $(SRC)/vectors.c
 # The UART firmware: driver sources per build (empty: the profile has no such UART).
 QEMU_UART    = @@QEMU_UART@@
 BOARD_UART   = @@BOARD_UART@@
+BOARD_CLOCK  = @@BOARD_CLOCK@@
 UART_SOURCES = main.c startup.c serial_link.c $(SRC)/model.c $(SRC)/weights.c $(SRC)/vectors.c
 UART_LDFLAGS = -nostartfiles -Wl,--gc-sections --specs=nosys.specs $(DEVICE_LDFLAGS)
 OBJCOPY     ?= $(patsubst %gcc,%objcopy,$(CC))
@@ -46,7 +47,7 @@ uart:
 board:
 	@test -n "$(BOARD_UART)" || { echo "profile @@PROFILE@@ has no board section: no firmware for a real board" >&2; exit 2; }
 	$(CC) $(CFLAGS) -DEDGEVIT_TRANSPORT_UART -DEDGEVIT_UART_CONFIG='"uart_config_board.h"' \
-	  -DEDGEVIT_COUNT=$(EDGEVIT_COUNT) $(UART_SOURCES) $(BOARD_UART) -T linker_board.ld -Wl,-Map=firmware_board.map \
+	  -DEDGEVIT_COUNT=$(EDGEVIT_COUNT) $(UART_SOURCES) $(BOARD_UART) $(BOARD_CLOCK) -T linker_board.ld -Wl,-Map=firmware_board.map \
 	  $(UART_LDFLAGS) -lm -o firmware_board.elf
 	$(OBJCOPY) -O binary firmware_board.elf firmware_board.bin
 	$(OBJCOPY) -O ihex firmware_board.elf firmware_board.hex

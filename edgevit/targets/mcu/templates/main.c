@@ -23,6 +23,9 @@
 #ifdef EDGEVIT_TRANSPORT_UART
 #include "serial_link.h"
 #include "uart.h"
+#ifdef EDGEVIT_BOARD_CLOCK
+#include "clock.h" /* board builds of a profile with board.clock (uart_config_board.h defines it) */
+#endif
 #define EDGEVIT_EOL "\r\n"
 #else
 #define EDGEVIT_EOL "\n"
@@ -170,6 +173,9 @@ uint64_t edgevit_ticks(void) { return ticks_now(); }
 
 int main(void) {
   ticks_start();
+#ifdef EDGEVIT_BOARD_CLOCK
+  board_clock_init(); /* the board's clock tree first: the UART's baud divisor depends on it */
+#endif
   uart_init();
   serial_link_serve(run_bundled); /* never returns */
   return 0;

@@ -25,6 +25,9 @@
 #include "serial_link.h"
 #include "uart.h"
 #include "vectors.h"
+#ifdef EDGEVIT_BOARD_CLOCK
+#include "clock.h"
+#endif
 
 #ifndef EDGEVIT_COUNT
 #define EDGEVIT_COUNT EDGEVIT_VECTOR_COUNT
@@ -170,7 +173,11 @@ static void answer_hello(uint8_t seq) {
   put_u32(p + 8, (uint32_t)OUTPUT_BYTES);
   put_u32(p + 12, (uint32_t)EDGEVIT_COUNT);
   p[16] = (uint8_t)EDGEVIT_TICK_KIND;
+#ifdef EDGEVIT_BOARD_CLOCK
+  put_u32(p + 17, board_clock_core_hz()); /* the clock running: the reset clock if board.clock fell back */
+#else
   put_u32(p + 17, (uint32_t)EDGEVIT_CORE_CLOCK_HZ);
+#endif
   send_answer((uint8_t)TYPE_HELLO_REPLY, seq, HELLO_REPLY_BYTES);
 }
 

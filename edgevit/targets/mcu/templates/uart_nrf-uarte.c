@@ -10,7 +10,8 @@
  * 16 MHz, rounded to the register's 4096 steps), CONFIG +0x56C (0: 8N1, no flow control).
  * Pins: PSEL = port * 32 + pin; TX driven high as an output, RX an input with a pull-up (GPIO
  * PIN_CNF[n] at port base + 0x700 + 4n, OUTSET +0x508). The crystal oscillator (HFXO) is started
- * first (CLOCK TASKS_HFCLKSTART): the internal RC's tolerance is too loose for a dependable baud rate.
+ * first (CLOCK TASKS_HFCLKSTART): the internal RC's tolerance is too loose for a dependable baud rate
+ * (with a board.clock, EDGEVIT_BOARD_CLOCK, its clock driver clock_nrf-hfxo.c does that, with a timeout).
  */
 #include "uart.h"
 #include "uart_ring.h"
@@ -46,10 +47,12 @@
 void edgevit_uart_irq_handler(void);
 
 void uart_init(void) {
+#ifndef EDGEVIT_BOARD_CLOCK /* with board.clock (nrf-hfxo), clock_nrf-hfxo.c starts the HFXO, with a timeout */
   CLOCK_EVENTS_HFCLKSTARTED = 0u;
   CLOCK_TASKS_HFCLKSTART = 1u;
   while (!CLOCK_EVENTS_HFCLKSTARTED) {
   }
+#endif
   GPIO_OUTSET(EDGEVIT_UART_TX_PORT) = 1u << EDGEVIT_UART_TX_PIN;
   GPIO_PIN_CNF(EDGEVIT_UART_TX_PORT, EDGEVIT_UART_TX_PIN) = 0x3u;         /* output, input buffer off */
   GPIO_PIN_CNF(EDGEVIT_UART_RX_PORT, EDGEVIT_UART_RX_PIN) = (3u << 2);    /* input, pull-up */

@@ -14,6 +14,9 @@
  */
 #include "uart.h"
 #include "uart_ring.h"
+#ifdef EDGEVIT_BOARD_CLOCK
+#include "clock.h"
+#endif
 
 #define REG(address) (*(volatile uint32_t *)(address))
 #define USART(offset) REG(EDGEVIT_UART_BASE + (offset))
@@ -61,7 +64,12 @@ void uart_init(void) {
   USART_CR1 = 0u; /* disabled: 8 data bits, no parity, oversampling by 16 */
   USART_CR2 = 0u; /* 1 stop bit */
   USART_CR3 = 1u; /* EIE: framing, noise and overrun errors interrupt too (cleared in the handler) */
+#ifdef EDGEVIT_BOARD_CLOCK
+  /* board.clock's kernel clock, or the reset clock's when its set-up fell back (clock.h) */
+  USART_BRR = board_clock_configured() ? EDGEVIT_UART_BRR : EDGEVIT_UART_BRR_RESET;
+#else
   USART_BRR = EDGEVIT_UART_BRR;
+#endif
   USART_ICR = ISR_ERRORS;
   USART_CR1 = (1u << 5) | (1u << 3) | (1u << 2) | 1u; /* RXNEIE, TE, RE, UE */
   NVIC_ISER(EDGEVIT_UART_IRQ / 32u) = 1u << (EDGEVIT_UART_IRQ % 32u);

@@ -71,20 +71,24 @@ def defines(name: str, for_board: bool) -> dict[str, str]:
 def test_settings_headers_carry_the_profiles_numbers() -> None:
     f7 = defines("stm32f746-disco", True)
     assert (f7["EDGEVIT_UART_BASE"], f7["EDGEVIT_UART_IRQ"], f7["EDGEVIT_TICKS_DWT"]) == ("0x40011000u", "37", "1")
-    assert f7["EDGEVIT_UART_BRR"] == "139u"  # 16 MHz / 115200, oversampling by 16
+    assert f7["EDGEVIT_UART_BRR"] == "938u"  # PCLK2 108 MHz / 115200 (937.5), oversampling by 16
+    assert f7["EDGEVIT_UART_BRR_RESET"] == "139u"  # 16 MHz (HSI) / 115200: the divisor after a clock fall-back
     assert (f7["EDGEVIT_STM32_UART_ENR"], f7["EDGEVIT_STM32_UART_ENR_BIT"]) == ("0x00000044u", "4u")  # APB2ENR
     assert (f7["EDGEVIT_UART_TX_PORT"], f7["EDGEVIT_UART_TX_PIN"], f7["EDGEVIT_UART_RX_PORT"]) == ("0u", "9u", "1u")
-    assert (f7["EDGEVIT_TICK_KIND"], f7["EDGEVIT_CORE_CLOCK_HZ"]) == ("2u", "16000000u")  # DWT at the HSI's 16 MHz
-    assert f7["EDGEVIT_TICKS_PER_MS"] == "16000u"
+    assert (f7["EDGEVIT_TICK_KIND"], f7["EDGEVIT_CORE_CLOCK_HZ"]) == ("2u", "216000000u")  # DWT at board.clock's 216 MHz
+    assert f7["EDGEVIT_TICKS_PER_MS"] == "216000u" and f7["EDGEVIT_BOARD_CLOCK"] == "1"
     h7 = defines("stm32h743", True)
-    assert (h7["EDGEVIT_UART_BRR"], h7["EDGEVIT_STM32_RCC_BASE"]) == ("556u", "0x58024400u")
+    assert (h7["EDGEVIT_UART_BRR"], h7["EDGEVIT_STM32_RCC_BASE"]) == ("868u", "0x58024400u")  # PCLK1 100 MHz
+    assert (h7["EDGEVIT_UART_BRR_RESET"], h7["EDGEVIT_CORE_CLOCK_HZ"]) == ("556u", "400000000u")  # HSI 64 MHz
     assert (h7["EDGEVIT_STM32_UART_ENR"], h7["EDGEVIT_STM32_UART_ENR_BIT"]) == ("0x000000E8u", "18u")  # APB1LENR
     assert (h7["EDGEVIT_UART_TX_PORT"], h7["EDGEVIT_UART_TX_PIN"]) == ("3u", "8u")  # PD8
     nrf = defines("nrf52840", True)
     assert (nrf["EDGEVIT_NRF_BAUDRATE"], nrf["EDGEVIT_UART_RX_PIN"]) == ("0x01D7E000u", "8u")
     assert nrf["EDGEVIT_UART_IRQ"] == "2"
+    assert "EDGEVIT_UART_BRR_RESET" not in nrf and nrf["EDGEVIT_BOARD_CLOCK"] == "1"  # the UARTE: 16 MHz always
     qemu = defines("stm32f746-disco", False)
     assert (qemu["EDGEVIT_UART_BAUDDIV"], qemu["EDGEVIT_TICK_KIND"]) == ("217u", "1u")
+    assert "EDGEVIT_BOARD_CLOCK" not in qemu  # the QEMU build never sets up a board's clock
     assert qemu["EDGEVIT_TICKS_PER_MS"] == "25000u" and "EDGEVIT_TICKS_DWT" not in qemu  # SysTick, 25 MHz virtual
     assert "EDGEVIT_UART_IRQ" not in qemu  # polled on QEMU
     assert defines("corstone-300", False)["EDGEVIT_TICKS_PER_MS"] == "32000u"
@@ -108,6 +112,7 @@ def test_driver_compiles_with_werror(tmp_path: Path, name: str, for_board: bool)
     uart = uart_of(profile, for_board=for_board)
     config = f'-DEDGEVIT_UART_CONFIG="uart_config_{"board" if for_board else "qemu"}.h"'
     sources = project.uart_driver_sources(uart).split() + ["serial_link.c", "startup.c", "main.c"]
+    sources += project.clock_driver_sources(profile.board).split() if for_board else []
     for source in sources:
         cmd = [profile.toolchain.cc, *profile.toolchain.cflags, "-O2", "-std=c99", *WERROR, "-I../src",
                "-DEDGEVIT_TRANSPORT_UART", config, "-DEDGEVIT_COUNT=2", "-c", source, "-o", "/dev/null"]
@@ -147,6 +152,8 @@ def test_board_firmware_starts_from_the_chips_flash(tmp_path: Path, name: str) -
     symbols = _symbols(elf)
     assert symbols["edgevit_vector_table"] == board.load_address
     assert "initialise_monitor_handles" not in symbols and "_swiwrite" not in symbols  # no semihosting
+    assert "board_clock_init" in symbols and "board_clock_core_hz" in symbols  # board.clock's set-up, linked
+    assert ("board_caches_enable" in symbols) == (profile.core == "cortex-m7")  # the M7's caches enabled
     table = _words(firmware / "firmware_board.bin", 16 + board.uart.irq + 1)  # the .bin starts with the table
     assert table[0] == sram.origin + profile.memory.sram_bytes  # initial stack pointer: top of the chip's SRAM
     assert table[1] == symbols["Reset_Handler"] | 1 and board.load_address <= table[1] < board.load_address + (1 << 20)
@@ -168,6 +175,7 @@ def test_uart_build_for_qemu_links_without_semihosting_and_keeps_the_semihosting
     assert r.returncode == 0, r.stderr
     uart, semihosting = _symbols(firmware / "firmware_uart.elf"), _symbols(firmware / "firmware.elf")
     assert "initialise_monitor_handles" not in uart and "serial_link_serve" in uart
+    assert "board_clock_init" not in uart  # the QEMU build keeps QEMU's clocks: no board clock set-up
     assert "initialise_monitor_handles" in semihosting and "serial_link_serve" not in semihosting
     assert uart["edgevit_vector_table"] == load_profile(name).emulator.memory_map.code_origin
 
