@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 
 from edgevit.errors import EdgevitError
+from edgevit.model.importers import cli as imports
 
 app = typer.Typer(
     name="edgevit",
@@ -43,6 +44,9 @@ def _register_subapps() -> None:
     from edgevit.backend.emulate_cli import emulate_cmd
 
     app.command("emulate")(emulate_cmd)
+    from edgevit.model.importers.cli import import_cmd
+
+    app.command("import")(import_cmd)
 
 
 @app.command()
@@ -77,9 +81,13 @@ def train(
     Console().print(f"[green]wrote[/] {out}  val top-1 {result['val_top1']:.2%}  test top-1 {result['test_top1']:.2%}")
 
 
+MODEL_HELP = ("Model: an edgevit checkpoint (directory or .safetensors), or any source `edgevit import` reads "
+              "(.onnx, a timm / Hugging Face state_dict or model directory), imported on the fly.")
+
+
 @app.command("eval")
 def eval_cmd(
-    model: Path = typer.Argument(..., help="Checkpoint: a directory or a .safetensors file."),
+    model: Path = typer.Argument(..., help=MODEL_HELP),
     data: str = typer.Option("fashion-mnist", "--data"),
     split: str = typer.Option("test", "--split", help="train, val or test."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Evaluate the first N images only."),
@@ -90,12 +98,18 @@ def eval_cmd(
                                              help="Calibration images from the train split (quant's calib)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
     data_root: Optional[Path] = typer.Option(None, "--data-root"),
+    heads: Optional[int] = imports.HEADS,
+    config: Optional[Path] = imports.CONFIG,
+    mean: Optional[str] = imports.MEAN,
+    std: Optional[str] = imports.STD,
+    image_size: Optional[int] = imports.IMAGE_SIZE,
 ) -> None:
-    """Evaluate a checkpoint (optionally after compression passes): top-1, MACs, params, weight bytes."""
+    """Evaluate a model (optionally after compression passes): top-1, MACs, params, weight bytes."""
     from edgevit.passes.evaluate import evaluate_checkpoint
 
     result = evaluate_checkpoint(model, data, split=split, limit=limit, data_root=data_root, passes=passes,
-                                 compare=compare, calib_size=calib_size, progress=True)
+                                 compare=compare, calib_size=calib_size, progress=True,
+                                 import_options=imports.import_options(heads, config, mean, std, image_size))
     if as_json:
         print(json.dumps(result))
         return
@@ -112,21 +126,22 @@ def eval_cmd(
 
 @app.command("export-onnx")
 def export_onnx_cmd(
-    model: Path = typer.Argument(..., help="Checkpoint: a directory or a .safetensors file."),
+    model: Path = typer.Argument(..., help=MODEL_HELP),
     out: Path = typer.Option(..., "--out", help="ONNX file to write."),
     opset: int = typer.Option(17, "--opset"),
 ) -> None:
-    """Export a checkpoint to ONNX (opset 17, batch dimension dynamic)."""
-    from edgevit.model.checkpoint import load_checkpoint
+    """Export a model to ONNX (opset 17, batch dimension dynamic)."""
+    from edgevit.model.importers.source import load_model_source
     from edgevit.model.onnx_export import export_onnx
 
-    export_onnx(load_checkpoint(model), out, opset=opset)
+    export_onnx(load_model_source(model, warn=lambda m: err_console.print(f"warning: {m}", highlight=False)), out,
+                opset=opset)
     Console().print(f"[green]wrote[/] {out}")
 
 
 @app.command("compile")
 def compile_cmd(
-    model: Path = typer.Argument(..., help="Checkpoint: a directory or a .safetensors file."),
+    model: Path = typer.Argument(..., help=MODEL_HELP),
     profile: str = typer.Option(..., "--profile", help="Device profile: a shipped name or a YAML path."),
     out: Path = typer.Option(..., "--out", help="Artifact directory to create (must not exist)."),
     passes: Optional[str] = typer.Option(None, "--passes", help='Pipeline before lowering, e.g. "quant(w=8,a=8)".'),
@@ -138,12 +153,18 @@ def compile_cmd(
     calib_size: Optional[int] = typer.Option(None, "--calib-size", min=1),
     force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
+    heads: Optional[int] = imports.HEADS,
+    config: Optional[Path] = imports.CONFIG,
+    mean: Optional[str] = imports.MEAN,
+    std: Optional[str] = imports.STD,
+    image_size: Optional[int] = imports.IMAGE_SIZE,
 ) -> None:
     """Compile a model for a device: passes, lowering, memory plan, TVM kernels, firmware artifact."""
     from edgevit.backend.compile import compile_artifact
 
     summary = compile_artifact(model, profile, out, passes=passes, data=data, data_root=data_root,
                                vectors=vectors, calib_size=calib_size, force=force, progress=not as_json,
+                               import_options=imports.import_options(heads, config, mean, std, image_size),
                                **({"schedule": schedule} if schedule is not None else {}),
                                **({"threads": threads} if threads is not None else {}))
     if as_json:

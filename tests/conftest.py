@@ -22,15 +22,18 @@ def block_specs(draw, allow_lowrank: bool = True) -> BlockSpec:
 
 @st.composite
 def vit_specs(draw, allow_lowrank: bool = True) -> ViTSpec:
-    """A random small ViTSpec: 1-3 blocks, image 4..16, patch dividing it."""
+    """A random small ViTSpec: 1-3 blocks, image 4..16, patch dividing it; pool cls, mean or cls_dist,
+    with a DeiT distillation token for cls_dist and sometimes for cls."""
     patch = draw(st.sampled_from([1, 2, 4]))
     grid = draw(st.integers(1, 4))
     blocks = draw(st.lists(block_specs(allow_lowrank), min_size=1, max_size=3))
     if draw(st.booleans()):
         blocks = [blocks[0]] * len(blocks)
+    pool = draw(st.sampled_from(["cls", "mean", "cls_dist"]))
+    distill = pool == "cls_dist" or (pool == "cls" and draw(st.booleans()))
     return ViTSpec(image_size=patch * grid, in_channels=draw(st.sampled_from([1, 3])), patch_size=patch,
                    embed_dim=draw(st.integers(2, 16)), num_classes=draw(st.integers(2, 5)),
-                   blocks=tuple(blocks), pool=draw(st.sampled_from(["cls", "mean"])),
+                   blocks=tuple(blocks), pool=pool, distill_token=distill,
                    name=draw(st.sampled_from(["", "m"])))
 
 

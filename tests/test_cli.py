@@ -44,7 +44,7 @@ def test_train_eval_resume_export(tmp_path, synthetic_npz):
 
 def test_bad_inputs_exit_2_with_one_clear_line(tmp_path):
     r = run("eval", tmp_path / "missing", check=False)
-    assert r.returncode == 2 and "checkpoint not found" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 2 and "missing: not found" in r.stderr and "Traceback" not in r.stderr
     bad = tmp_path / "bad.yaml"
     bad.write_text("image_size: 28\nin_channels: 1\npatch_size: 5\nembed_dim: 8\nnum_classes: 10\ndepth: 1\nheads: 2\n")
     r = run("train", "--spec", bad, "--out", tmp_path / "o", check=False)

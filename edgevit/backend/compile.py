@@ -15,6 +15,7 @@ goes to stderr (Rich) unless `progress=False`.
 
 from __future__ import annotations
 
+import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -91,10 +92,18 @@ def check_supported(target, program, profile) -> None:
                              f"{'; '.join(problems)}. Nothing was written.")
 
 
+def _warn(message: str) -> None:
+    """Say something a user must read on stderr (also with --json)."""
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
 def compile_artifact(model, profile, out, passes: str | None = None, data: str = "fashion-mnist",
                      data_root=None, vectors: int = 50, calib_size: int | None = None, force: bool = False,
-                     progress: bool = True, **options) -> dict:
-    """Compile checkpoint `model` for `profile` (name or YAML path) into the artifact directory `out`.
+                     progress: bool = True, import_options=None, **options) -> dict:
+    """Compile `model` for `profile` (name or YAML path) into the artifact directory `out`.
+
+    `model`: an edgevit checkpoint or any source `edgevit import` reads (ONNX, a timm / Hugging Face
+    state_dict or directory), imported on the fly with `import_options` (an ImportOptions).
 
     `vectors` test images come from the dataset's test split; calibration (passes) uses its train
     split. `options` go to the target's build (MCU: schedule="fast" | "reference"). Returns a summary
@@ -106,7 +115,7 @@ def compile_artifact(model, profile, out, passes: str | None = None, data: str =
     from edgevit.backend.target import get_target
     from edgevit.backend.vectors import dataset_vectors
     from edgevit.data.resize import load_for_spec
-    from edgevit.model.checkpoint import load_checkpoint
+    from edgevit.model.importers.source import load_model_source
     from edgevit.profiles.profile import load_profile
 
     t0 = time.perf_counter()
@@ -120,8 +129,8 @@ def compile_artifact(model, profile, out, passes: str | None = None, data: str =
         parse_pipeline(passes)  # a bad pipeline fails before anything is loaded
     check_out_dir(out, force)
     with _stages(progress) as say:
-        say("loading the checkpoint")
-        net = load_checkpoint(Path(model))
+        say("loading the model")
+        net = load_model_source(Path(model), import_options, warn=_warn)
         splits = None
         if passes:  # calibration data first; without passes the budget is checked before any data is read
             say(f"loading the dataset {data}")

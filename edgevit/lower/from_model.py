@@ -2,18 +2,23 @@
 
 Program input `image` float32 [C, H, W] (already normalised: the model's `preprocess`
 is recorded in meta["preprocess"], its spec YAML in meta["spec"]); output `logits` [K].
-Kernels follow `VisionTransformer.forward`: patch_embed, cls_concat (pool == "cls"),
-add_pos, then per block i
+Kernels follow `VisionTransformer.forward`: patch_embed, [dist_concat (distillation token) ->
+patches.dist], cls_concat (class token) -> tokens, add_pos, then per block i
     blocks.i.norm1 -> t{i}.ln1, blocks.i.attn.qkv -> t{i}.qkv, blocks.i.attn.core -> t{i}.attn,
     blocks.i.attn.proj -> t{i}.proj, blocks.i.add1 -> t{i}.res1, blocks.i.norm2 -> t{i}.ln2,
     blocks.i.mlp.fc1 (+GELU) -> t{i}.fc1, blocks.i.mlp.fc2 -> t{i}.fc2, blocks.i.add2 -> t{i}.out
 then pool -> pooled [1, D], norm -> normed, head -> head [1, K], reshape -> logits [K].
+Pool "cls_dist" (DeiT distillation): pool (mode "prefix", rows 2) -> pooled [2, D] (class and
+distillation tokens), norm -> normed [2, D], reshape -> normed.flat [1, 2D], then ONE linear `head`
+with the folded classifier [W_head | W_head_dist] / 2 [K, 2D] and bias (b_head + b_head_dist) / 2
+(`classifier`, `fold_distilled_head`: the average of the two heads, exact in reals), reshape -> logits [K].
 A block with merge_r = r > 0 runs blocks.i.merge (token_merge of t{i}.res1 with the keys of
 t{i}.qkv) -> t{i}.merged [N - r, D] and t{i}.size [N - r] right after blocks.i.add1; norm2 and
 add2 then read t{i}.merged, and every later attention kernel takes the latest sizes as its
 `size` input (proportional attention).
 A low-rank linear `x` becomes kernels `x.a` (no bias, output `<tensor>.a`) and `x.b`.
-Constants are named by the model's state_dict keys (e.g. blocks.3.attn.qkv.weight).
+Constants are named by the model's state_dict keys (e.g. blocks.3.attn.qkv.weight), except the
+folded classifier of pool "cls_dist", named `head.weight` / `head.bias` like any head.
 """
 
 from __future__ import annotations
@@ -43,7 +48,7 @@ def lower_linear(b: ProgramBuilder, module: nn.Module, prefix: str, x: str, out:
     if isinstance(module, LowRankLinear):
         mid = lower_linear(b, module.a, f"{prefix}.a", x, f"{out}.a")
         return lower_linear(b, module.b, f"{prefix}.b", mid, out, activation)
-    if not isinstance(module, nn.Linear):
+    if not isinstance(module, (nn.Linear, FoldedLinear)):
         raise ProgramError(f"{prefix}: cannot lower a {type(module).__name__} as a linear")
     consts = {"weight": b.add_const(f"{prefix}.weight", _np(module.weight))}
     if module.bias is not None:
@@ -61,13 +66,16 @@ def lower_layernorm(b: ProgramBuilder, module: nn.LayerNorm, prefix: str, x: str
 
 
 def lower_embed(b: ProgramBuilder, model: VisionTransformer, image: str) -> str:
-    """image [C, H, W] -> tokens with class token and positions [N, D]; returns the tensor name."""
+    """image [C, H, W] -> tokens with prefix tokens (class, distillation) and positions [N, D]; returns the tensor name."""
     spec = model.spec
     conv = model.patch_embed.proj
     w = b.add_const("patch_embed.proj.weight", _np(conv.weight).reshape(spec.embed_dim, -1))
     bias = b.add_const("patch_embed.proj.bias", _np(conv.bias))
     t = b.add_kernel("patch_embed", [image], attrs={"patch": spec.patch_size},
                      consts={"weight": w, "bias": bias}, name="patch_embed", outputs=["patches"])[0]
+    if getattr(model, "dist_token", None) is not None:
+        dist = b.add_const("dist_token", _np(model.dist_token).reshape(spec.embed_dim))
+        t = b.add_kernel("cls_concat", [t], consts={"cls": dist}, name="dist_concat", outputs=["patches.dist"])[0]
     if model.cls_token is not None:
         cls = b.add_const("cls_token", _np(model.cls_token).reshape(spec.embed_dim))
         t = b.add_kernel("cls_concat", [t], consts={"cls": cls}, name="cls_concat", outputs=["tokens"])[0]
@@ -114,12 +122,47 @@ def lower_block(b: ProgramBuilder, model: VisionTransformer, i: int, x: str, fus
     return b.add_kernel("add", [x, h], name=f"{p}.add2", outputs=[f"{t}.out"])[0], size
 
 
+class FoldedLinear:
+    """A stand-in for nn.Linear (`weight` [M, K], `bias` [M], float32 NumPy) that lowering reads."""
+
+    def __init__(self, weight: np.ndarray, bias: np.ndarray) -> None:
+        self.weight, self.bias = weight, bias
+
+
+def fold_distilled_head(w_head, b_head, w_dist, b_dist) -> tuple[np.ndarray, np.ndarray]:
+    """DeiT's two classifiers as one: weights [K, D] twice, biases [K] twice -> ([W_head | W_dist] / 2
+    [K, 2D] float32, (b_head + b_dist) / 2 [K] float32). The weight halving is exact; the bias sum is
+    taken in float64 and rounded once. Applied to [n_cls | n_dist] it gives the average of the heads."""
+    w = np.concatenate([np.asarray(_np(w_head), np.float32), np.asarray(_np(w_dist), np.float32)], axis=1)
+    bias = (np.asarray(_np(b_head), np.float64) + np.asarray(_np(b_dist), np.float64)) / 2.0
+    return w * np.float32(0.5), bias.astype(np.float32)
+
+
+def classifier(model: VisionTransformer):
+    """The linear the Program's `head` kernel applies: `model.head`, or for pool "cls_dist" a
+    FoldedLinear of head and head_dist (`fold_distilled_head`, input [1, 2D])."""
+    if model.spec.pool != "cls_dist":
+        return model.head
+    return FoldedLinear(*fold_distilled_head(model.head.weight, model.head.bias, model.head_dist.weight,
+                                             model.head_dist.bias))
+
+
+def pool_attrs(spec) -> dict:
+    """The pool kernel's mode attrs: {"mode": "cls" | "mean"}, or prefix rows 2 for pool "cls_dist"."""
+    return {"mode": "prefix", "rows": 2} if spec.pool == "cls_dist" else {"mode": spec.pool}
+
+
 def lower_head(b: ProgramBuilder, model: VisionTransformer, x: str) -> str:
-    """tokens [N, D] -> pool [1, D] -> norm -> head [1, K] -> logits [K] (as forward: pool, norm, head)."""
+    """tokens [N, D] -> pool [1, D] -> norm -> head [1, K] -> logits [K] (as forward: pool, norm, head).
+
+    Pool "cls_dist": pool [2, D] -> norm -> normed.flat [1, 2D] -> folded head [1, K] (module doc)."""
     k = model.spec.num_classes
-    h = b.add_kernel("pool", [x], attrs={"mode": model.spec.pool}, name="pool", outputs=["pooled"])[0]
+    h = b.add_kernel("pool", [x], attrs=pool_attrs(model.spec), name="pool", outputs=["pooled"])[0]
     h = lower_layernorm(b, model.norm, "norm", h, "normed")
-    h = lower_linear(b, model.head, "head", h, "head")
+    if model.spec.pool == "cls_dist":
+        h = b.add_kernel("reshape", [h], attrs={"shape": [1, 2 * model.spec.embed_dim]}, name="norm.flatten",
+                         outputs=["normed.flat"])[0]
+    h = lower_linear(b, classifier(model), "head", h, "head")
     return b.add_kernel("reshape", [h], attrs={"shape": [k]}, name="flatten", outputs=["logits"])[0]
 
 

@@ -4,17 +4,20 @@ Program input `image` int8 [C, H, W] (the normalised image quantized with the co
 entry, see `edgevit.lower.reference.quantize_input`); output `logits` int8 [K] (argmax = the
 prediction). Every tensor is named as the tensor of `lower_float(model, fuse_gelu=False)` it
 approximates and carries that tensor's config quantization in `TensorInfo.quant`, except:
-- `patches` (pool "cls"): the patch embedding writes directly in the quantization of `tokens`, so
-  that cls_concat is a plain copy (the `patches` config entry is not used);
-- `pooled` (pool "cls") and `logits`: selection / reshape keep their input's quantization
-  (config entries `pooled` and `logits` are not used);
+- `patches` (pool "cls"/"cls_dist"): the patch embedding writes directly in the quantization of
+  `tokens`, so that cls_concat (and the distillation token's dist_concat -> `patches.dist`) is a
+  plain copy (the `patches` config entry is not used);
+- `pooled` (pool "cls"/"cls_dist"), `normed.flat` (pool "cls_dist") and `logits`: selection /
+  reshape keep their input's quantization (config entries `pooled` and `logits` are not used);
+- pool "cls_dist": `head` is one linear with the folded classifier [W_head | W_head_dist] / 2
+  (`from_model.classifier`), quantized per output channel like any head;
 - with `fuse_gelu` (default) fc1 and GELU are one kernel whose output is `t{i}.gelu`;
 - token merging (merge_r > 0): `t{i}.merged` keeps the quantization of `t{i}.res1` (a weighted mean
   of codes), sizes `t{i}.size` are int32, and each later attention kernel gets a `log_size` table
   (`<attention>.log_size`, log(k) in that layer's score units, k = 1 .. N0 - N + 1).
 Weights: symmetric per output channel, [-127, 127] (8-bit) or [-7, 7] packed two per byte (4-bit).
-The model is read by attribute (spec, preprocess, patch_embed.proj, cls_token, pos_embed, blocks,
-norm, head), its parameters as torch tensors or NumPy arrays: NAS lowers a stand-in with zero weights
+The model is read by attribute (spec, preprocess, patch_embed.proj, cls_token, dist_token, pos_embed,
+blocks, norm, head, head_dist), its parameters as torch tensors or NumPy arrays: NAS lowers a stand-in with zero weights
 (`edgevit/nas/placeholder.py`) to cost a spec, so this file is the one lowering of every op.
 Constants are named after the float ones: `<linear>.weight` (int8), `.bias` (int32), `.multiplier`,
 `.shift` (int32), `.act_lut`; LayerNorm `<norm>.gain`/`.bias`; one `softmax.score_lut`.
@@ -29,7 +32,7 @@ import numpy as np
 from torch import nn
 
 from edgevit.errors import UserInputError
-from edgevit.lower.from_model import _np, lower_float, merge_attrs
+from edgevit.lower.from_model import _np, classifier, lower_float, merge_attrs, pool_attrs
 from edgevit.lower.intlut import make_gelu_lut, make_score_lut, score_index_params
 from edgevit.lower.intmath import (make_add_params, make_layernorm_params, qrange, quantize_multiplier,
                                    quantize_multipliers, round_half_up_array)
@@ -248,14 +251,18 @@ def lower_add_int(b: ProgramBuilder, cfg: QuantConfig, x: str, h: str, name: str
 
 
 def lower_embed_int(b: ProgramBuilder, cfg: QuantConfig, model: VisionTransformer, image: str) -> str:
-    """int8 image [C, H, W] -> embed [N, D] (patch_embed, cls_concat, add_pos)."""
+    """int8 image [C, H, W] -> embed [N, D] (patch_embed, [dist_concat,] cls_concat, add_pos)."""
     spec, conv = model.spec, model.patch_embed.proj
     has_cls = model.cls_token is not None
+    dist_token = getattr(model, "dist_token", None)
     pq = cfg.act("tokens" if has_cls else "patches")
     consts = add_gemm_consts(b, "patch_embed.proj", _np(conv.weight).reshape(spec.embed_dim, -1), _np(conv.bias),
                              tensor_quant(b, image), pq, 8)
     attrs = {"patch": spec.patch_size, "out_quant": quant_attr(pq.scale, pq.zero_point, pq.dtype)}
     t = b.add_kernel("patch_embed", [image], attrs=attrs, consts=consts, name="patch_embed", outputs=["patches"])[0]
+    if dist_token is not None:
+        dist = b.add_const("dist_token", quantize_tensor(_np(dist_token).reshape(-1), pq))
+        t = b.add_kernel("cls_concat", [t], consts={"cls": dist}, name="dist_concat", outputs=["patches.dist"])[0]
     if has_cls:
         cls = b.add_const("cls_token", quantize_tensor(_np(model.cls_token).reshape(-1), pq))
         t = b.add_kernel("cls_concat", [t], consts={"cls": cls}, name="cls_concat", outputs=["tokens"])[0]
@@ -327,8 +334,10 @@ def lower_block_int(b: ProgramBuilder, cfg: QuantConfig, model: VisionTransforme
 
 
 def lower_head_int(b: ProgramBuilder, cfg: QuantConfig, model: VisionTransformer, x: str) -> str:
-    """tokens [N, D] -> pooled [1, D] -> normed -> head [1, K] int8 -> logits [K] (quantization of head)."""
-    attrs: dict = {"mode": model.spec.pool}
+    """tokens [N, D] -> pooled [1, D] -> normed -> head [1, K] int8 -> logits [K] (quantization of head).
+
+    Pool "cls_dist": pooled [2, D] -> normed -> normed.flat [1, 2D] -> the folded head [1, K]."""
+    attrs: dict = pool_attrs(model.spec)
     if model.spec.pool == "mean":
         xq, yq, n = tensor_quant(b, x), cfg.act("pooled"), b.tensors[x].shape[0]
         m, s = quantize_multiplier(xq.scale / (n * yq.scale))
@@ -336,7 +345,10 @@ def lower_head_int(b: ProgramBuilder, cfg: QuantConfig, model: VisionTransformer
                      out_quant=quant_attr(yq.scale, yq.zero_point, yq.dtype))
     h = b.add_kernel("pool", [x], attrs=attrs, name="pool", outputs=["pooled"])[0]
     h = lower_layernorm_int(b, cfg, model.norm, "norm", h, "normed")
-    h = lower_linear_int(b, cfg, model.head, "head", h, "head")
+    if model.spec.pool == "cls_dist":
+        h = b.add_kernel("reshape", [h], attrs={"shape": [1, 2 * model.spec.embed_dim]}, name="norm.flatten",
+                         outputs=["normed.flat"])[0]
+    h = lower_linear_int(b, cfg, classifier(model), "head", h, "head")
     return b.add_kernel("reshape", [h], attrs={"shape": [model.spec.num_classes]}, name="flatten",
                         outputs=["logits"])[0]
 

@@ -120,7 +120,7 @@ def load_checkpoint(path: str | Path) -> VisionTransformer:
         spec = ViTSpec.from_yaml(meta["spec"], source=f"{path} (metadata)")
     elif path.exists():
         raise CheckpointError(f"{path}: expected a checkpoint directory or a .safetensors file "
-                              "(timm .pth state_dicts load with `edgevit.model.timm.load_timm_state_dict`)")
+                              "(an ONNX file or a timm / Hugging Face checkpoint: `edgevit import` it first, see docs/import.md)")
     else:
         raise CheckpointError(f"{path}: checkpoint not found")
     preprocess = _preprocess_from_meta(meta, weights)

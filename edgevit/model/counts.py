@@ -7,8 +7,11 @@ LayerNorm, softmax, GELU and adds are elementwise and not counted (as in the
 literature's FLOP tables).
 Block i's attention runs on the N tokens entering it; a block with merge_r = r > 0
 then merges r tokens (ToMe, after the attention residual), so its MLP and every later
-block see N - r. Merging costs (ceil(N/2) - prefix) * floor(N/2) * head_dim MACs: the cosine
-similarities of the A tokens that may merge with every B token (`merge_macs`).
+block see N - r. Merging costs (ceil(N/2) - ceil(P/2)) * (floor(N/2) - floor(P/2)) * head_dim MACs
+for P protected prefix tokens: the cosine similarities of the A tokens that may merge with every
+B token that may receive them (`merge_macs`).
+The head of pool "cls_dist" (DeiT distillation) is one linear over the two normed prefix tokens,
+2 * D * K MACs (class and distillation heads), with 2 * (D * K + K) classifier parameters.
 """
 
 from __future__ import annotations
@@ -35,10 +38,11 @@ def linear_counts(tokens: int, fan_in: int, fan_out: int, rank: int | None) -> t
 
 
 def merge_macs(tokens: int, head_dim: int, prefix: int, r: int) -> int:
-    """MACs of merging r > 0 of `tokens` tokens: (ceil(N/2) - prefix) * floor(N/2) * head_dim (0 if r == 0)."""
+    """MACs of merging r > 0 of `tokens` tokens behind `prefix` protected ones:
+    (ceil(N/2) - ceil(P/2)) * (floor(N/2) - floor(P/2)) * head_dim (0 if r == 0)."""
     if not r:
         return 0
-    return ((tokens + 1) // 2 - prefix) * (tokens // 2) * head_dim
+    return ((tokens + 1) // 2 - (prefix + 1) // 2) * (tokens // 2 - prefix // 2) * head_dim
 
 
 def block_counts(block: BlockSpec, dim: int, tokens: int, prefix: int = 0) -> tuple[int, int]:
@@ -63,12 +67,14 @@ def count_parts(spec: ViTSpec) -> list[PartCounts]:
     """Counts for `embed`, `block0`..`blockN-1` and `head` (norm + classifier), in order."""
     d, c, p = spec.embed_dim, spec.in_channels, spec.patch_size
     n_tokens = spec.num_patches + spec.num_prefix
-    embed_params = c * p * p * d + d + n_tokens * d + (d if spec.pool == "cls" else 0)
+    embed_params = c * p * p * d + d + n_tokens * d + spec.num_prefix * d  # conv, positions, prefix tokens
     parts = [PartCounts("embed", spec.num_patches * c * p * p * d, embed_params)]
     for i, (blk, n) in enumerate(zip(spec.blocks, spec.tokens_per_block())):
         macs, params = block_counts(blk, d, n, spec.num_prefix)
         parts.append(PartCounts(f"block{i}", macs, params))
-    parts.append(PartCounts("head", d * spec.num_classes, 2 * d + d * spec.num_classes + spec.num_classes))
+    heads = 2 if spec.pool == "cls_dist" else 1  # class (and distillation) classifiers
+    k = spec.num_classes
+    parts.append(PartCounts("head", heads * d * k, 2 * d + heads * (d * k + k)))
     return parts
 
 

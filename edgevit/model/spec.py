@@ -6,6 +6,11 @@ them, lowering and code generation read them. YAML round-trips exactly:
 `ViTSpec.from_yaml(s.to_yaml()) == s`, and a canonical YAML text survives
 `from_yaml` -> `to_yaml` unchanged.
 
+A DeiT-distilled model (`distill_token: true`) has a second prefix token, the distillation token,
+right after the class token: tokens are [cls, dist, patches...]. Its inference head is `pool:
+cls_dist` (the average of the class head on the class token and the distillation head on the
+distillation token); `pool: cls` with a distillation token classifies from the class token only.
+
 Uniform models may be written in shorthand at the top level (`depth`, `heads`,
 `head_dim`, `mlp_hidden` or `mlp_ratio`) instead of a `blocks:` list; a spec whose
 blocks are all alike is written back in that shorthand.
@@ -22,7 +27,7 @@ import yaml
 from edgevit.errors import SpecError
 
 LINEARS = ("qkv", "proj", "fc1", "fc2")
-POOLS = ("cls", "mean")
+POOLS = ("cls", "mean", "cls_dist")
 _UNIFORM_KEYS = ("depth", "heads", "head_dim", "mlp_hidden", "mlp_ratio", "ranks", "merge_r")
 
 
@@ -68,7 +73,14 @@ class ViTSpec:
     """A whole ViT: patch embedding, blocks, final norm, pooling and classifier head.
 
     Input images are [C, H, W] with H == W == image_size; patches of patch_size give
-    (image_size // patch_size)**2 patch tokens, plus one class token when pool == "cls".
+    (image_size // patch_size)**2 patch tokens, behind the prefix tokens: a class token when
+    pool is "cls" or "cls_dist", then a distillation token when `distill_token` (DeiT).
+
+    pool: "cls" (head on the final-normed class token), "mean" (no class token; head on the
+    normed mean of all tokens) or "cls_dist" (DeiT-distilled inference: logits =
+    (head(norm(x)[0]) + head_dist(norm(x)[1])) / 2; needs `distill_token`).
+    distill_token: a DeiT distillation token at position 1 (needs pool "cls" or "cls_dist");
+    YAML key `distill_token`, written only when true.
     """
 
     image_size: int
@@ -77,9 +89,10 @@ class ViTSpec:
     embed_dim: int
     num_classes: int
     blocks: tuple[BlockSpec, ...]
-    pool: Literal["cls", "mean"] = "cls"
+    pool: Literal["cls", "mean", "cls_dist"] = "cls"
     name: str = ""
     norm_eps: float = 1e-6
+    distill_token: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "blocks", tuple(self.blocks))
@@ -102,9 +115,14 @@ class ViTSpec:
         return self.grid**2
 
     @property
+    def has_cls_token(self) -> bool:
+        """True when the model has a class token (pool "cls" or "cls_dist")."""
+        return self.pool != "mean"
+
+    @property
     def num_prefix(self) -> int:
-        """Tokens in front of the patches (1 class token for pool == 'cls', else 0)."""
-        return 1 if self.pool == "cls" else 0
+        """Tokens in front of the patches: the class token (pool "cls"/"cls_dist") plus the distillation token."""
+        return int(self.has_cls_token) + int(self.distill_token)
 
     def tokens_per_block(self) -> list[int]:
         """Tokens entering each block, then the count after the last block (len depth+1).
@@ -144,6 +162,8 @@ class ViTSpec:
             image_size=self.image_size, in_channels=self.in_channels, patch_size=self.patch_size,
             embed_dim=self.embed_dim, pool=self.pool, num_classes=self.num_classes,
         )
+        if self.distill_token:
+            d["distill_token"] = True
         if self.norm_eps != 1e-6:
             d["norm_eps"] = self.norm_eps
         if self.is_uniform and self.blocks:
@@ -194,6 +214,14 @@ def validate_spec(s: ViTSpec) -> None:
         raise SpecError(f"{s.name or 'spec'}: patch_size {s.patch_size} does not divide image_size {s.image_size}")
     if s.pool not in POOLS:
         raise SpecError(f"{s.name or 'spec'}: pool must be one of {POOLS} (got {s.pool!r})")
+    if not isinstance(s.distill_token, bool):
+        raise SpecError(f"{s.name or 'spec'}: distill_token must be true or false (got {s.distill_token!r})")
+    if s.distill_token and s.pool == "mean":
+        raise SpecError(f"{s.name or 'spec'}: distill_token: true needs pool 'cls' or 'cls_dist' (got pool "
+                        f"'mean': a distillation token sits behind the class token)")
+    if s.pool == "cls_dist" and not s.distill_token:
+        raise SpecError(f"{s.name or 'spec'}: pool 'cls_dist' averages the class and distillation heads; "
+                        f"it needs distill_token: true")
     if not s.blocks:
         raise SpecError(f"{s.name or 'spec'}: a spec needs at least one block")
     for i, b in enumerate(s.blocks):
@@ -275,7 +303,8 @@ def spec_from_dict(d: Any, source: str = "spec") -> ViTSpec:
     """Build a ViTSpec from a full or shorthand dict; SpecError names `source` and the field."""
     if not isinstance(d, dict):
         raise SpecError(f"{source}: expected a mapping of spec fields (got {type(d).__name__})")
-    top = {"name", "image_size", "in_channels", "patch_size", "embed_dim", "pool", "num_classes", "norm_eps", "blocks"}
+    top = {"name", "image_size", "in_channels", "patch_size", "embed_dim", "pool", "num_classes", "norm_eps", "blocks",
+           "distill_token"}
     unknown = set(d) - top - set(_UNIFORM_KEYS)
     if unknown:
         raise SpecError(f"{source}: unknown field(s) {sorted(unknown)}; known: {sorted(top | set(_UNIFORM_KEYS))}")
@@ -299,7 +328,7 @@ def spec_from_dict(d: Any, source: str = "spec") -> ViTSpec:
     try:
         return ViTSpec(
             blocks=tuple(blocks), pool=d.get("pool", "cls"), name=str(d.get("name", "") or ""),
-            norm_eps=float(d.get("norm_eps", 1e-6)), **kw,
+            norm_eps=float(d.get("norm_eps", 1e-6)), distill_token=d.get("distill_token", False), **kw,
         )
     except SpecError as e:
         msg = str(e)
@@ -309,5 +338,7 @@ def spec_from_dict(d: Any, source: str = "spec") -> ViTSpec:
 def spec_as_json_dict(s: ViTSpec) -> dict[str, Any]:
     """Fully expanded dict (every block listed): for manifests and hashing."""
     d = asdict(s)
+    if not s.distill_token:
+        del d["distill_token"]  # specs without one hash as before the field existed
     d["blocks"] = [b.to_dict() | {"ranks": dict(b.ranks), "merge_r": b.merge_r} for b in s.blocks]
     return d

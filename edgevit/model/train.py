@@ -80,7 +80,7 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     (`pos_embed`, or the supernet's per-grid `pos_embeds.g<grid>`)."""
     decay, no_decay = [], []
     for name, p in model.named_parameters():
-        skip = p.ndim <= 1 or name == "cls_token" or name == "pos_embed" or name.startswith("pos_embeds.")
+        skip = p.ndim <= 1 or name in ("cls_token", "dist_token", "pos_embed") or name.startswith("pos_embeds.")
         (no_decay if skip else decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 

@@ -9,10 +9,17 @@ Semantics (the reference interpreter follows them): LayerNorm eps from the spec;
 exact (erf) GELU; attention softmax(q k^T / sqrt(head_dim)) v per head; pooling
 selects the class token or averages all tokens, then `norm`, then `head`.
 
+DeiT distillation (spec.distill_token): a parameter `dist_token` [1, 1, D] follows the class
+token (tokens [cls, dist, patches...]); with pool "cls_dist" a second classifier `head_dist`
+reads the normed distillation token and the logits are (head(n[:, 0]) + head_dist(n[:, 1])) / 2
+with n = norm(x[:, :2]) (DeiT's inference); with pool "cls" only `head` on the class token counts
+(Hugging Face `DeiTForImageClassification`).
+
 Token merging (ToMe, `merge_r` > 0 in a block's spec): after the block's attention
 residual and before its MLP, `bipartite_merge` merges the r most similar token pairs
 (cosine similarity of the attention keys averaged over heads; class token protected)
-by size-weighted averaging. Token sizes (how many patches a token stands for) flow
+by size-weighted averaging; with a distillation token (2 prefix tokens) it is never a merge
+destination and stays row 1 (ToMe's rule). Token sizes (how many patches a token stands for) flow
 through the blocks, and every later attention adds log(size_j) to its scores
 (proportional attention). The exact rules are the `token_merge` op's
 (`edgevit/lower/ops/token_merge.py`); blocks take and return `(tokens, sizes)`.
@@ -94,17 +101,20 @@ def merge_order(keys: torch.Tensor, r: int, protect: int) -> tuple[torch.Tensor,
     """ToMe bipartite soft matching on keys [B, N, hd] -> (src [B, r], dst [B, r], kept [B, Na - r]).
 
     Set A = even token positions, set B = odd ones; cosine similarity in float64; the first
-    `protect` tokens (the class token) are never merged. Each A token's best B token is the most
-    similar (ties: lowest index); the r A tokens with the highest best similarity (ties: lowest
-    index) merge into their best B token (`src` -> `dst`, indices within A and B); `kept` are the
-    other A tokens in ascending order. No gradient flows through the matching.
+    `protect` tokens (0, 1 or 2: class and distillation tokens) are never merged: protected A tokens
+    (position 0) are never sources, protected B tokens (position 1) never destinations. Each A
+    token's best B token is the most similar (ties: lowest index); the r A tokens with the highest
+    best similarity (ties: lowest index) merge into their best B token (`src` -> `dst`, indices
+    within A and B); `kept` are the other A tokens in ascending order. No gradient flows through
+    the matching.
     """
     with torch.no_grad():
         metric = keys.double()
         norm = metric.norm(dim=-1, keepdim=True)
         metric = torch.where(norm > 0, metric / norm.clamp_min(1e-300), torch.zeros_like(metric))
         scores = metric[:, ::2] @ metric[:, 1::2].transpose(1, 2)  # [B, Na, Nb]
-        scores[:, :protect] = -math.inf
+        scores[:, :, :protect // 2] = -math.inf  # a protected B token (the distillation token) receives nothing
+        scores[:, :(protect + 1) // 2] = -math.inf
         node_max, node_idx = scores.max(dim=-1)
         order = torch.sort(node_max, dim=-1, descending=True, stable=True).indices
         src = order[:, :r]
@@ -116,9 +126,9 @@ def bipartite_merge(x: torch.Tensor, keys: torch.Tensor, size: torch.Tensor | No
                     protect: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Merge r token pairs: x [B, N, D], keys [B, N, hd], sizes [B, N] (None: ones) -> ([B, N-r, D], [B, N-r]).
 
-    Output rows: the unmerged A tokens (ascending position, so the class token stays first), then
-    every B token, each the size-weighted mean of itself and the A tokens merged into it
-    (computed in float64); output sizes are the summed sizes.
+    Output rows: the protected tokens in position order (class, distillation), the other unmerged
+    A tokens (ascending position), then the other B tokens, each the size-weighted mean of itself
+    and the A tokens merged into it (computed in float64); output sizes are the summed sizes.
     """
     b, n, d = x.shape
     src, dst, kept = merge_order(keys, r, protect)
@@ -128,8 +138,11 @@ def bipartite_merge(x: torch.Tensor, keys: torch.Tensor, size: torch.Tensor | No
     num = xs[:, 1::2].scatter_add(1, dst[..., None].expand(-1, -1, d), xa.gather(1, src[..., None].expand(-1, -1, d)))
     den = s[:, 1::2].scatter_add(1, dst, sa.gather(1, src))
     unmerged = x[:, ::2].gather(1, kept[..., None].expand(-1, -1, d))
-    tokens = torch.cat([unmerged, (num / den[..., None]).to(x.dtype)], dim=1)
-    return tokens, torch.cat([sa.gather(1, kept), den], dim=1).to(x.dtype)
+    merged, ks = (num / den[..., None]).to(x.dtype), sa.gather(1, kept)
+    pa, pb = (protect + 1) // 2, protect // 2  # protected A tokens (kept[:, :pa]) and B tokens
+    tokens = torch.cat([unmerged[:, :pa], merged[:, :pb], unmerged[:, pa:], merged[:, pb:]], dim=1)
+    sizes = torch.cat([ks[:, :pa], den[:, :pb], ks[:, pa:], den[:, pb:]], dim=1)
+    return tokens, sizes.to(x.dtype)
 
 
 class TokenMerge(nn.Module):
@@ -199,18 +212,21 @@ class VisionTransformer(nn.Module):
         self.preprocess = preprocess or Normalization(mean=(0.0,) * spec.in_channels, std=(1.0,) * spec.in_channels)
         d = spec.embed_dim
         self.patch_embed = PatchEmbed(spec)
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, d)) if spec.pool == "cls" else None
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, d)) if spec.has_cls_token else None
+        self.dist_token = nn.Parameter(torch.zeros(1, 1, d)) if spec.distill_token else None
         self.pos_embed = nn.Parameter(torch.zeros(1, spec.num_patches + spec.num_prefix, d))
         self.blocks = nn.ModuleList(Block(d, b, spec.norm_eps, spec.num_prefix) for b in spec.blocks)
         self.norm = nn.LayerNorm(d, eps=spec.norm_eps)
         self.head = nn.Linear(d, spec.num_classes)
+        self.head_dist = nn.Linear(d, spec.num_classes) if spec.pool == "cls_dist" else None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         """timm-like init: trunc-normal(0.02) weights, zero biases, unit LayerNorms."""
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
-        if self.cls_token is not None:
-            nn.init.trunc_normal_(self.cls_token, std=0.02)
+        for token in (self.cls_token, self.dist_token):
+            if token is not None:
+                nn.init.trunc_normal_(token, std=0.02)
         for m in self.modules():
             if isinstance(m, nn.Linear):
                 nn.init.trunc_normal_(m.weight, std=0.02)
@@ -221,21 +237,33 @@ class VisionTransformer(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def tokens(self, x: torch.Tensor) -> torch.Tensor:
-        """Patch tokens with class token and positions: [B, C, H, W] -> [B, N, D]."""
+        """Patch tokens behind the prefix tokens (class, distillation), plus positions: [B, C, H, W] -> [B, N, D]."""
         t = self.patch_embed(x)
-        if self.cls_token is not None:
-            t = torch.cat([self.cls_token.expand(t.shape[0], -1, -1), t], dim=1)
+        prefix = [p for p in (self.cls_token, self.dist_token) if p is not None]
+        if prefix:
+            t = torch.cat([p.expand(t.shape[0], -1, -1) for p in prefix] + [t], dim=1)
         return t + self.pos_embed
 
     def pool(self, x: torch.Tensor) -> torch.Tensor:
-        """[B, N, D] -> [B, D]: the class token, or the mean over tokens."""
+        """[B, N, D] -> [B, D]: the class token, or the mean over tokens; [B, 2, D] (class and
+        distillation tokens) for pool "cls_dist"."""
+        if self.spec.pool == "cls_dist":
+            return x[:, :2]
         return x[:, 0] if self.spec.pool == "cls" else x.mean(dim=1)
+
+    def classify(self, pooled: torch.Tensor) -> torch.Tensor:
+        """Pooled tokens (`pool`'s output) -> logits [B, K]: norm then head; for pool "cls_dist"
+        (head(n[:, 0]) + head_dist(n[:, 1])) / 2 with n = norm(pooled) (DeiT's inference)."""
+        n = self.norm(pooled)
+        if self.spec.pool == "cls_dist":
+            return (self.head(n[:, 0]) + self.head_dist(n[:, 1])) / 2
+        return self.head(n)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         t, size = self.tokens(x), None
         for blk in self.blocks:
             t, size = blk(t, size)
-        return self.head(self.norm(self.pool(t)))
+        return self.classify(self.pool(t))
 
     def num_params(self) -> int:
         """Count of all parameters."""

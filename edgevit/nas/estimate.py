@@ -57,7 +57,7 @@ class SpecCosts:
 def _spec_key(spec: ViTSpec) -> tuple:
     """What the costs depend on: every field of the spec but its name."""
     return (spec.image_size, spec.in_channels, spec.patch_size, spec.embed_dim, spec.num_classes, spec.blocks,
-            spec.pool, spec.norm_eps)
+            spec.pool, spec.norm_eps, spec.distill_token)
 
 
 class Estimator:

@@ -2,8 +2,8 @@
 
 `placeholder_qmodel(spec, weight_bits)` is a `QuantizedViT` whose model is a `PlaceholderViT`: the
 attributes `edgevit.lower.from_quantized.lower_int8` reads from a `VisionTransformer` (spec,
-preprocess, patch_embed.proj, cls_token, pos_embed, blocks[i].norm1 / attn / norm2 / mlp, norm,
-head), with zero weights that are broadcast views (no memory: every shape shares one scalar), and
+preprocess, patch_embed.proj, cls_token, dist_token, pos_embed, blocks[i].norm1 / attn / norm2 / mlp,
+norm, head, head_dist), with zero weights that are broadcast views (no memory: every shape shares one scalar), and
 whose config gives every activation the unit quantization (scale 1, zero point 0, int8 residual)
 and the quant pass's weight widths (`w=4`: every linear but `quantize.W4_KEEP_8BIT` at 4 bits).
 
@@ -70,14 +70,17 @@ class PlaceholderViT:
         self.spec = spec
         self.preprocess = Normalization(mean=(0.0,) * c, std=(1.0,) * c)
         self.patch_embed = SimpleNamespace(proj=SimpleNamespace(weight=zeros(d, c, p, p), bias=zeros(d)))
-        self.cls_token = zeros(1, 1, d) if spec.pool == "cls" else None
+        self.cls_token = zeros(1, 1, d) if spec.has_cls_token else None
+        self.dist_token = zeros(1, 1, d) if spec.distill_token else None
         self.pos_embed = zeros(1, spec.num_patches + spec.num_prefix, d)
         self.blocks = [block(i, d, b, spec.norm_eps) for i, b in enumerate(spec.blocks)]
         self.norm = layernorm(d, spec.norm_eps)
         self.head = linear("head", d, spec.num_classes)
+        self.head_dist = linear("head_dist", d, spec.num_classes) if spec.pool == "cls_dist" else None
 
     def linear_weights(self) -> list[str]:
-        """Constant names of every linear weight (as the quant pass's weight_bits keys them)."""
+        """Constant names of every linear weight (as the quant pass's weight_bits keys them; the two
+        classifiers of pool "cls_dist" are one folded `head.weight`)."""
         mods = [m for blk in self.blocks for m in (blk.attn.qkv, blk.attn.proj, blk.mlp.fc1, blk.mlp.fc2)]
         return [n for m in mods + [self.head] for n in m.names]
 

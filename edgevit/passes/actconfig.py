@@ -13,7 +13,7 @@ Each tensor gets a role from the kernel that produces it, and the role decides t
 |          |                                           | by MSE cost 4x the output KL, measured)     |
 | gelu     | GELU outputs (>= -0.17)                   | int8 asymmetric, lower end = observed min,  |
 |          |                                           | upper end by MSE search                     |
-| copy     | outputs of cls_concat's input, pool(cls), | the same TensorQuant as the tensor they are |
+| copy     | inputs of cls_concat, pool(cls / prefix), | the same TensorQuant as the tensor they are |
 |          | reshape, token_merge (merged tokens)      | copied from / into (no requantization)      |
 | logits   | the classifier output (head)              | int8 asymmetric, observed range + 5% each   |
 |          |                                           | side: never clipped, a saturated top logit  |
@@ -45,7 +45,7 @@ def tensor_roles(program: Program) -> dict[str, str]:
             roles[o] = "qkv"
         elif k.op == "gelu":
             roles[o] = "gelu"
-        elif k.op in ("reshape", "token_merge") or (k.op == "pool" and k.attrs.get("mode") == "cls"):
+        elif k.op in ("reshape", "token_merge") or (k.op == "pool" and k.attrs.get("mode") in ("cls", "prefix")):
             roles[o] = f"copy:{k.inputs[0]}"
         else:
             roles[o] = "act"

@@ -5,6 +5,8 @@ weight bytes of the Program as stored.
 
 from __future__ import annotations
 
+import sys
+
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
@@ -60,8 +62,9 @@ def _progress(enabled: bool) -> Iterator[tuple[Callable[[str], None], Callable[[
 
 def evaluate_checkpoint(path: Path, data: str, split: str = "test", limit: int | None = None,
                         data_root: Path | None = None, passes: str | None = None, compare: bool = False,
-                        calib_size: int | None = None, progress: bool = False) -> dict:
-    """Load a checkpoint and report {"top1", "macs", "params", "weight_bytes", "images", "split"}.
+                        calib_size: int | None = None, progress: bool = False, import_options=None) -> dict:
+    """Load a model (an edgevit checkpoint or any source `edgevit import` reads, imported on the fly
+    with `import_options`) and report {"top1", "macs", "params", "weight_bytes", "images", "split"}.
 
     Without `passes` the float model is evaluated in torch and `weight_bytes` is its fp32 size.
     With `passes` (a pipeline string, e.g. "quant(w=8,a=8)") the passes run first (calibration
@@ -70,13 +73,14 @@ def evaluate_checkpoint(path: Path, data: str, split: str = "test", limit: int |
     "reports" are added. `compare` adds "fp32_top1" and "agreement" (fraction of images on which
     the compressed and float predictions agree).
     """
-    from edgevit.model.checkpoint import load_checkpoint
+    from edgevit.model.importers.source import load_model_source
 
     if compare and passes is None:
         raise UserInputError("--compare compares a compressed model with its float original; give --passes too")
     if passes is not None:
         parse_pipeline(passes)  # fail on a bad pipeline before loading anything
-    model = load_checkpoint(path)
+    model = load_model_source(path, import_options,
+                              warn=lambda message: print(f"warning: {message}", file=sys.stderr, flush=True))
     splits = load_for_spec(data, model.spec, data_root, str(path))
     ds = splits.get(split)
     if limit is not None:

@@ -14,6 +14,14 @@
   GPTQ rounding (`gptq`).
 - `correct_biases`: adds (W - Q) E[x] to each bias so that weight clipping and rounding do not
   shift the mean output (bias correction, Nagel et al. 2019).
+
+A DeiT-distilled model with pool "cls_dist" has two classifiers after the final LayerNorm (`head`
+on the class token, `head_dist` on the distillation token); the Program applies them as ONE
+folded linear `head.weight` = [W_head | W_head_dist] / 2 on `normed.flat` [1, 2D]
+(`edgevit.lower.from_model.fold_distilled_head`). Re-parameterisation folds the final
+LayerNorm's channel affine into both; the weight edits see the folded linear (`FoldedHead`) and
+write back into both heads exactly (halves doubled), so the int8 lowering's fold recovers the
+edited weight bit for bit.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from edgevit.lower.from_model import fold_distilled_head
 from edgevit.model.vit import LowRankLinear, VisionTransformer
 from edgevit.passes.calibrate import TensorStats, fake_quant_weight
 from edgevit.passes.gptq import gptq_rows, row_scales
@@ -32,16 +41,74 @@ CLIP_GRID = np.linspace(0.4, 1.0, 31)
 MIN_WIDTH = 1e-6
 
 
-def ln_linear_pairs(model: VisionTransformer) -> Iterator[tuple[nn.LayerNorm, nn.Module, str]]:
-    """(LayerNorm, the linear reading its output, the output tensor's Program name) for every LayerNorm."""
+class FoldedHead:
+    """The folded classifier of a pool "cls_dist" model as one linear view: `weight` [K, 2D] =
+    [W_head | W_head_dist] / 2 and `bias` [K] = (b_head + b_head_dist) / 2 (fresh tensors);
+    `set_weight` / `set_bias` write an edited folded linear back into both heads."""
+
+    def __init__(self, head: nn.Linear, head_dist: nn.Linear) -> None:
+        self.head, self.head_dist = head, head_dist
+
+    @property
+    def weight(self) -> torch.Tensor:
+        w, _ = fold_distilled_head(self.head.weight, self.head.bias, self.head_dist.weight, self.head_dist.bias)
+        return torch.from_numpy(w)
+
+    @property
+    def bias(self) -> torch.Tensor:
+        _, b = fold_distilled_head(self.head.weight, self.head.bias, self.head_dist.weight, self.head_dist.bias)
+        return torch.from_numpy(b)
+
+    @torch.no_grad()
+    def set_weight(self, w: torch.Tensor) -> None:
+        """W_head = 2 w[:, :D], W_head_dist = 2 w[:, D:] (exact)."""
+        d = self.head.in_features
+        self.head.weight.copy_(w[:, :d] * 2)
+        self.head_dist.weight.copy_(w[:, d:] * 2)
+
+    @torch.no_grad()
+    def set_bias(self, b: torch.Tensor) -> None:
+        """Shift both biases by (b - current folded bias): their average becomes b."""
+        delta = b.double() - self.bias.double()
+        self.head.bias.copy_((self.head.bias.double() + delta).float())
+        self.head_dist.bias.copy_((self.head_dist.bias.double() + delta).float())
+
+
+@torch.no_grad()
+def set_weight(lin, w: torch.Tensor) -> None:
+    """Write weight `w` [M, K] into an nn.Linear or a FoldedHead."""
+    if isinstance(lin, FoldedHead):
+        lin.set_weight(w)
+    else:
+        lin.weight.copy_(w)
+
+
+@torch.no_grad()
+def set_bias(lin, b: torch.Tensor) -> None:
+    """Write bias `b` [M] into an nn.Linear or a FoldedHead."""
+    if isinstance(lin, FoldedHead):
+        lin.set_bias(b)
+    else:
+        lin.bias.copy_(b)
+
+
+def classifier_heads(model: VisionTransformer) -> tuple[nn.Linear, ...]:
+    """The linears reading the final LayerNorm: (head,), or (head, head_dist) for pool "cls_dist"."""
+    return (model.head, model.head_dist) if model.spec.pool == "cls_dist" else (model.head,)
+
+
+def ln_linear_pairs(model: VisionTransformer) -> Iterator[tuple[nn.LayerNorm, tuple[nn.Module, ...], str]]:
+    """(LayerNorm, the linears reading its output, the output tensor's Program name) for every LayerNorm."""
     for i, blk in enumerate(model.blocks):
-        yield blk.norm1, blk.attn.qkv, f"t{i}.ln1"
-        yield blk.norm2, blk.mlp.fc1, f"t{i}.ln2"
-    yield model.norm, model.head, "normed"
+        yield blk.norm1, (blk.attn.qkv,), f"t{i}.ln1"
+        yield blk.norm2, (blk.mlp.fc1,), f"t{i}.ln2"
+    yield model.norm, classifier_heads(model), "normed"
 
 
 def linear_inputs(model: VisionTransformer) -> Iterator[tuple[str, nn.Linear, str]]:
-    """(weight constant name, nn.Linear, Program name of its input tensor) for every dense linear."""
+    """(weight constant name, nn.Linear, Program name of its input tensor) for every dense linear.
+
+    For pool "cls_dist" the classifier is the FoldedHead `head.weight` reading `normed.flat`."""
     for i, blk in enumerate(model.blocks):
         p, t = f"blocks.{i}", f"t{i}"
         for prefix, mod, x, out in ((f"{p}.attn.qkv", blk.attn.qkv, f"{t}.ln1", f"{t}.qkv"),
@@ -53,7 +120,10 @@ def linear_inputs(model: VisionTransformer) -> Iterator[tuple[str, nn.Linear, st
                 yield f"{prefix}.b.weight", mod.b, f"{out}.a"
             else:
                 yield f"{prefix}.weight", mod, x
-    yield "head.weight", model.head, "normed"
+    if model.spec.pool == "cls_dist":
+        yield "head.weight", FoldedHead(model.head, model.head_dist), "normed.flat"
+    else:
+        yield "head.weight", model.head, "normed"
 
 
 def channel_factors(ch_min: np.ndarray, ch_max: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray]:
@@ -64,10 +134,19 @@ def channel_factors(ch_min: np.ndarray, ch_max: np.ndarray, alpha: float) -> tup
 
 
 @torch.no_grad()
-def fold_channel_affine(ln: nn.LayerNorm, linear: nn.Module, r: np.ndarray, delta: np.ndarray) -> None:
-    """In place: LayerNorm output y_c -> (y_c - delta_c) / r_c, undone inside `linear` (exact in reals)."""
+def fold_channel_affine(ln: nn.LayerNorm, linears: tuple[nn.Module, ...], r: np.ndarray, delta: np.ndarray) -> None:
+    """In place: LayerNorm output y_c -> (y_c - delta_c) / r_c, undone inside every linear reading it (exact in reals)."""
     r_t = torch.as_tensor(r, dtype=torch.float64)
     d_t = torch.as_tensor(delta, dtype=torch.float64)
+    for linear in linears:
+        undo_channel_affine(linear, r_t, d_t)
+    ln.bias.copy_(((ln.bias.double() - d_t) / r_t).float())
+    ln.weight.copy_((ln.weight.double() / r_t).float())
+
+
+@torch.no_grad()
+def undo_channel_affine(linear: nn.Module, r_t: torch.Tensor, d_t: torch.Tensor) -> None:
+    """In place: `linear` applied to (y - delta) / r gives what it gave on y (columns times r, bias plus W delta)."""
     first = linear.a if isinstance(linear, LowRankLinear) else linear
     last = linear.b if isinstance(linear, LowRankLinear) else linear
     w_first = first.weight.double()
@@ -78,8 +157,6 @@ def fold_channel_affine(ln: nn.LayerNorm, linear: nn.Module, r: np.ndarray, delt
         raise ValueError("re-parameterisation needs a bias on the linear after a LayerNorm")
     last.bias.copy_((last.bias.double() + shift).float())
     first.weight.copy_((w_first * r_t[None, :]).float())
-    ln.bias.copy_(((ln.bias.double() - d_t) / r_t).float())
-    ln.weight.copy_((ln.weight.double() / r_t).float())
 
 
 def reparam_layernorms(model: VisionTransformer, stats: dict[str, TensorStats], alpha: float = 1.0) -> list[str]:
@@ -88,10 +165,10 @@ def reparam_layernorms(model: VisionTransformer, stats: dict[str, TensorStats], 
     Returns the names of the re-parameterised LayerNorm output tensors.
     """
     done = []
-    for ln, linear, tensor in ln_linear_pairs(model):
+    for ln, linears, tensor in ln_linear_pairs(model):
         s = stats[tensor]
         r, delta = channel_factors(s.ch_min, s.ch_max, alpha)
-        fold_channel_affine(ln, linear, r, delta)
+        fold_channel_affine(ln, linears, r, delta)
         done.append(tensor)
     return done
 
@@ -127,7 +204,7 @@ def clip_weights(model: VisionTransformer, bits_of, stats: dict[str, TensorStats
         w = clip_rows(lin.weight.detach().numpy(), only_bits, imp)
         if gptq and s is not None and s.gram is not None:
             w = gptq_rows(w, s.gram / max(s.rows, 1), row_scales(w, only_bits), only_bits)
-        lin.weight.copy_(torch.from_numpy(w))
+        set_weight(lin, torch.from_numpy(w))
         done.append(name)
     return done
 
@@ -152,6 +229,6 @@ def correct_biases(model: VisionTransformer, bits_of, stats: dict[str, TensorSta
         cur = lin.weight.detach().numpy()
         w = (original or {}).get(name, cur).astype(np.float64)
         dw = w - fake_quant_weight(cur, bits_of(name)).astype(np.float64)
-        lin.bias.copy_(torch.from_numpy((lin.bias.detach().numpy() + dw @ stats[x].ch_mean).astype(np.float32)))
+        set_bias(lin, torch.from_numpy((lin.bias.detach().numpy() + dw @ stats[x].ch_mean).astype(np.float32)))
         done.append(name)
     return done

@@ -39,7 +39,8 @@ def merge_margin(keys: torch.Tensor, r: int, protect: int) -> float:
     second-best B similarity, and the r-th vs (r+1)-th best A score (inf if nothing is decided)."""
     metric = keys.double() / keys.double().norm(dim=-1, keepdim=True).clamp_min(1e-300)
     scores = metric[:, ::2] @ metric[:, 1::2].transpose(1, 2)
-    scores[:, :protect] = -float("inf")
+    scores[:, :, :protect // 2] = -float("inf")  # a protected distillation token receives nothing
+    scores[:, :(protect + 1) // 2] = -float("inf")
     top = scores.topk(min(2, scores.shape[-1]), dim=-1).values
     best = top[..., 0]
     order = best.sort(dim=-1, descending=True).values

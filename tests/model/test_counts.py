@@ -35,7 +35,7 @@ def hooked_macs(model: VisionTransformer) -> int:
     def merge_hook(m, inp, out):
         nonlocal total
         n, hd = inp[0].shape[1], inp[1].shape[-1]
-        total += ((n + 1) // 2 - m.protect) * (n // 2) * hd
+        total += ((n + 1) // 2 - (m.protect + 1) // 2) * (n // 2 - m.protect // 2) * hd  # unprotected A x B
 
     handles = []
     for mod in model.modules():

@@ -89,8 +89,8 @@ def test_timm_mismatches_are_rejected_with_key_and_shapes():
         load_timm_state_dict(sd, spec=other)
     with pytest.raises(CheckpointError, match="head count"):
         load_timm_state_dict(sd)
-    bad = dict(sd, **{"blocks.0.ls1.gamma": torch.ones(16)})
-    with pytest.raises(CheckpointError, match="layer scale"):
+    bad = dict(sd, **{"reg_token": torch.ones(1, 4, 16)})  # LayerScale now folds (tests/model/importers)
+    with pytest.raises(CheckpointError, match="register tokens"):
         load_timm_state_dict(bad, heads=2)
     missing = {k: v for k, v in sd.items() if k != "blocks.0.attn.proj.bias"}
     with pytest.raises(CheckpointError, match="missing key 'blocks.0.attn.proj.bias'"):

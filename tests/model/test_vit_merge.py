@@ -37,7 +37,7 @@ def test_ties_go_to_the_lowest_index():
 
 
 @settings(max_examples=30, deadline=None)
-@given(b=st.integers(1, 3), n=st.integers(2, 12), d=st.integers(1, 5), protect=st.integers(0, 1),
+@given(b=st.integers(1, 3), n=st.integers(2, 12), d=st.integers(1, 5), protect=st.integers(0, 2),
        seed=st.integers(0, 2**16), data=st.data())
 def test_merging_conserves_size_and_size_weighted_sum(b, n, d, protect, seed, data):
     r = data.draw(st.integers(0, (n - protect) // 2))
@@ -48,8 +48,21 @@ def test_merging_conserves_size_and_size_weighted_sum(b, n, d, protect, seed, da
     assert out.shape == (b, n - r, d) and s.shape == (b, n - r)
     torch.testing.assert_close(s.sum(1), size.sum(1))
     torch.testing.assert_close((out * s[..., None]).sum(1), (x * size[..., None]).sum(1), rtol=1e-5, atol=1e-5)
-    if protect:
-        torch.testing.assert_close(out[:, 0], x[:, 0])
+    torch.testing.assert_close(out[:, :protect], x[:, :protect])  # class (and distillation) tokens untouched
+    torch.testing.assert_close(s[:, :protect], size[:, :protect])
+
+
+def test_distillation_token_is_never_a_destination_and_stays_row_1():
+    # N = 6: A = 0, 2, 4; B = 1, 3, 5. Token 2 is parallel to token 1 (the distillation token) but
+    # must go to its next best, token 5 (cos 0.98); token 4 merges into token 3 (cos 1).
+    keys = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [0.0, 1.0], [1.0, 1.0], [1.0, 1.0], [0.2, 1.0]]])
+    x = torch.arange(12, dtype=torch.float32).reshape(1, 6, 2)
+    out, s = bipartite_merge(x, keys, None, r=2, protect=2)
+    expected = torch.tensor([[[0.0, 1.0], [2.0, 3.0], [(6.0 + 8.0) / 2, (7.0 + 9.0) / 2], [(10.0 + 4.0) / 2, (11.0 + 5.0) / 2]]])
+    torch.testing.assert_close(out, expected)
+    torch.testing.assert_close(s, torch.tensor([[1.0, 1.0, 2.0, 2.0]]))
+    src, dst, kept = merge_order(keys, r=2, protect=2)
+    assert 0 not in dst.tolist()[0] and kept.tolist() == [[0]]
 
 
 def test_r_zero_is_the_identity(tiny_spec):

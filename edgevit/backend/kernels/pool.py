@@ -1,6 +1,7 @@
-"""pool: tokens [N, D] -> [1, D], the class token (mode "cls") or the mean over rows ("mean"), TVM-generated C.
+"""pool: tokens [N, D] -> [1, D], the class token (mode "cls") or the mean over rows ("mean"), or
+[rows, D], the first rows ("prefix": class and distillation tokens), TVM-generated C.
 
-- "cls" (any dtype): copy row 0.
+- "cls" / "prefix" (any dtype): copy row 0 / the first `rows` rows (one contiguous block).
 - "mean", float32: per column, sum in double, divide by N in double, round to float once
   (as the reference's float64 mean).
 - "mean", int8/int16 (docs/integer-semantics.md "pool"): per column
@@ -19,7 +20,7 @@ from edgevit.backend.kernels.tir import F32_HELPER, f64_const, tir_requantize
 
 
 def cls_pool_func(d: int, dtype: str):
-    """PrimFunc (x[N*D], y[D]): y = row 0 of x."""
+    """PrimFunc (x[N*D], y[d]): y = the first d elements of x (row 0, or the first rows with d = rows * D)."""
     from tvm.script import tirx as T
 
     @T.prim_func(private=True)
@@ -69,7 +70,7 @@ def int_mean_func(n: int, d: int, in_dt: str, out_dt: str):
 
 
 def generate(req: KernelRequest) -> KernelCode:
-    """C for one `pool` kernel: tokens [N, D] -> [1, D]."""
+    """C for one `pool` kernel: tokens [N, D] -> [1, D] (or [rows, D] for mode "prefix")."""
     check_request(req, row_wise=False)
     (x,) = req.in_infos
     (y,) = req.out_infos
@@ -77,8 +78,8 @@ def generate(req: KernelRequest) -> KernelCode:
     mode = req.kernel.attrs["mode"]
     name = kernel_func_name(req, mode=mode)
     tensors = (tensor_arg(x.name, x.dtype), tensor_arg(y.name, y.dtype))
-    if mode == "cls":
-        return KernelCode(name, cls_pool_func(d, x.dtype), tensors)
+    if mode in ("cls", "prefix"):
+        return KernelCode(name, cls_pool_func(y.size, x.dtype), tensors)
     if x.dtype == "float32":
         return KernelCode(name, float_mean_func(n, d), tensors, helpers=(F32_HELPER,))
     a = req.kernel.attrs

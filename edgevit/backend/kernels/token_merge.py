@@ -8,14 +8,16 @@ The code runs in four passes and never builds the Na x Nb similarity matrix:
 
   1  unit keys of every B token into the scratch `ub` [Nb, hd];
   2  per A token a (a protected class token skipped): its unit key into the one-row scratch `ua`
-     [hd], then one sweep over the B rows keeps best[a] (first maximum: ties to the lowest b) and
-     score[a] in registers and stores them (`best`, `score` [Na]);
+     [hd], then one sweep over the B rows (a protected distillation token, B row 0, skipped) keeps
+     best[a] (first maximum: ties to the lowest b) and score[a] in registers and stores them
+     (`best`, `score` [Na]);
   3  r selection sweeps over `score`: the largest score, ties to the lowest a (= the reference's
      stable descending sort, first r), goes to `src`/`dst` [r] in rank order; its score becomes a
      sentinel below every similarity and its best -1 ("merged");
-  4  output rows: A tokens with best >= 0 in ascending position, then every B token: a B token some
-     src points at becomes the size-weighted mean of itself and its sources (sources summed in rank
-     order, as the reference's scatter-add), the others are copied; sizes likewise.
+  4  output rows: the protected tokens (class, distillation) in position order, the other A tokens
+     with best >= 0 in ascending position, then the other B tokens: a B token some src points at
+     becomes the size-weighted mean of itself and its sources (sources summed in rank order, as the
+     reference's scatter-add), the others are copied; sizes likewise.
 
 Scratch (`scratch` trait; one arena buffer, sections 8-byte aligned): ua [hd] + ub [Nb*hd] unit
 keys (int16 for integer programs, float64 for float ones), score [Na] (int32 / float64), best [Na],
@@ -46,7 +48,7 @@ from __future__ import annotations
 import numpy as np
 
 from edgevit.lower.intmath import qrange
-from edgevit.lower.ops.token_merge import SCRATCH_SECTIONS, scratch_bytes, scratch_layout
+from edgevit.lower.ops.token_merge import SCRATCH_SECTIONS, protected_counts, scratch_bytes, scratch_layout
 from edgevit.backend.kernels.base import Arg, KernelCode, KernelDef, KernelRequest
 from edgevit.backend.kernels.common import check_request, kernel_func_name, tensor_arg
 from edgevit.backend.kernels.tir import tir_rshift
@@ -112,6 +114,7 @@ def merge_func(n: int, d: int, heads: int, hd: int, r: int, protect: int, x_dt: 
     layout, _ = scratch_layout(n, hd, r, is_float)
     w, kofs = 3 * heads * hd, heads * hd
     na, nb = (n + 1) // 2, n // 2
+    pa, pb = protected_counts(protect)  # protected A tokens (class) and B tokens (distillation)
     qmin = 0 if is_float else qrange(x_dt)[0]
     acc_dt = "float64" if is_float else "int32"      # similarity and merge accumulators
     norm_dt, unit_dt = ("float64", "float64") if is_float else ("int64", "int16")
@@ -211,14 +214,14 @@ def merge_func(n: int, d: int, heads: int, hd: int, r: int, protect: int, x_dt: 
         for b in range(nb):
             unit_key(2 * b + 1, UB, b * hd)
         # 2: best B match and score of every mergeable A token
-        for a in range(protect):
+        for a in range(pa):
             BEST[a] = 0
             SCORE[a] = sentinel
-        for a in range(protect, na):
+        for a in range(pa, na):
             unit_key(2 * a, UA, 0)
             mx[0] = sentinel
-            idx[0] = 0
-            for b in range(nb):
+            idx[0] = pb
+            for b in range(pb, nb):
                 if fast and not is_float:
                     acc[0] = T.call_extern("int32", "ev_dot_s16", T.address_of(UA[0]), T.address_of(UB[b * hd]), hd)
                 else:
@@ -233,8 +236,8 @@ def merge_func(n: int, d: int, heads: int, hd: int, r: int, protect: int, x_dt: 
         # 3: the r best-scoring A tokens, in rank order
         for k in range(r):
             mx[0] = sentinel
-            idx[0] = protect
-            for a in range(protect, na):
+            idx[0] = pa
+            for a in range(pa, na):
                 if SCORE[a] > mx[0]:
                     mx[0] = SCORE[a]
                     idx[0] = a
@@ -242,14 +245,20 @@ def merge_func(n: int, d: int, heads: int, hd: int, r: int, protect: int, x_dt: 
             DST[k] = BEST[idx[0]]
             SCORE[idx[0]] = sentinel
             BEST[idx[0]] = -1
-        # 4: kept A tokens, then the B tokens (merged or copied)
-        row[0] = 0
-        for a in range(na):
+        # 4: protected tokens, kept A tokens, then the B tokens (merged or copied)
+        for a in range(pa):
+            copy_row(2 * a, a)
+            YS[a] = size_of(SIZE, 2 * a)
+        for b in range(pb):
+            copy_row(2 * b + 1, pa + b)
+            YS[pa + b] = size_of(SIZE, 2 * b + 1)
+        row[0] = pa + pb
+        for a in range(pa, na):
             if BEST[a] >= 0:
                 copy_row(2 * a, row[0])
                 YS[row[0]] = size_of(SIZE, 2 * a)
                 row[0] = row[0] + 1
-        for b in range(nb):
+        for b in range(pb, nb):
             den[0] = weight(SIZE, 2 * b + 1)
             cnt[0] = 0
             for k in range(r):

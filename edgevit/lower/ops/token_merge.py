@@ -3,22 +3,24 @@
 Inputs: `tokens` [N, D] (the residual stream after the attention residual), `qkv` [N, 3*H*hd]
 (the same block's attention input: only the keys, the middle third, are read) and optional
 `size` [N] (tokens' sizes; absent = all 1). Outputs: merged tokens [N - r, D] and sizes [N - r].
-Attrs: r (>= 1), heads, head_dim, protect (0 or 1: token 0, the class token, never merges).
-Constraint: r <= (N - protect) // 2.
+Attrs: r (>= 1), heads, head_dim, protect (0, 1 or 2: the first `protect` tokens, the class token
+and a DeiT distillation token, never merge). Constraint: r <= (N - protect) // 2.
 
 Semantics (float and integer alike, per image):
 1. Metric: per token j, the keys summed over heads K_j[t] = sum_h k_j[h, t] (the float path takes
    the mean; cosine similarity does not care), normalised to unit length: u_j = K_j / |K_j|
    (u_j = 0 when K_j = 0).
 2. Sets: A = even positions 0, 2, 4, ... (Na = ceil(N/2)), B = odd positions (Nb = floor(N/2)).
-   sim[a, b] = u_a . u_b.
-3. Each A token a (except a protected token 0) finds best[a] = argmax_b sim[a, b], ties to the lowest
-   b, and score[a] = sim[a, best[a]]. A tokens are ranked by score descending, ties to the lowest a;
-   the first r ("src") merge into their best B token; the others are "kept".
-4. Output rows: the kept A tokens in ascending position (so the class token stays row 0), then every
-   B token in ascending position. A B token with merged sources becomes the size-weighted mean of
-   itself and its sources; its size is the sum of their sizes. Kept A tokens and B tokens without
-   sources are copied with their sizes.
+   sim[a, b] = u_a . u_b. Protected: the first pa = ceil(protect/2) A tokens (token 0) and the first
+   pb = floor(protect/2) B tokens (token 1) (ToMe's rule for class and distillation tokens).
+3. Each unprotected A token a finds best[a] = argmax over unprotected b of sim[a, b], ties to the
+   lowest b, and score[a] = sim[a, best[a]]. Unprotected A tokens are ranked by score descending,
+   ties to the lowest a; the first r ("src") merge into their best B token; the others are "kept".
+4. Output rows: the protected tokens in position order (class token row 0, distillation token row
+   1), the other kept A tokens in ascending position, then the other B tokens in ascending position.
+   A B token with merged sources becomes the size-weighted mean of itself and its sources; its size
+   is the sum of their sizes. Kept A tokens and B tokens without sources are copied with their sizes.
+   (protect <= 1: the kept A tokens, then every B token.)
 
 Float path (float32 in and out, sizes float32): metric, similarities and the weighted means are
 computed in float64 (mean of the keys over heads, then u = K / |K|); the means are rounded to
@@ -54,6 +56,7 @@ ATTRS = ("r", "heads", "head_dim", "protect")
 UNIT_BITS = 14  # integer unit vectors have length ~2^14
 MAX_TOTAL_SIZE = 1 << 14  # sizes of one image sum to at most this (int32 weighted sums)
 INT_SENTINEL = -(1 << 62)  # the protected token's score: below every integer similarity
+MAX_PROTECT = 2  # class and distillation tokens
 SCRATCH_SECTIONS = ("ua", "ub", "score", "best", "src", "dst")  # the streamed kernel's working memory
 
 
@@ -65,8 +68,8 @@ def infer(kernel: Kernel, in_infos: list[TensorInfo], consts: dict[str, np.ndarr
     expect_roles(kernel, consts, [], kind="token_merge")
     r, h, hd = attr_int(kernel, "r", 1), attr_int(kernel, "heads"), attr_int(kernel, "head_dim")
     protect = attr_int(kernel, "protect", 0)
-    if protect > 1:
-        fail(kernel, f"attr 'protect' must be 0 or 1 (got {protect})")
+    if protect > MAX_PROTECT:
+        fail(kernel, f"attr 'protect' must be 0, 1 or 2 (got {protect})")
     tokens, qkv = in_infos[0], in_infos[1]
     expect_rank(kernel, tokens, 2, "[N, D]")
     expect_rank(kernel, qkv, 2, "[N, 3*heads*head_dim]")
@@ -93,11 +96,20 @@ def infer(kernel: Kernel, in_infos: list[TensorInfo], consts: dict[str, np.ndarr
 
 # ---------------------------------------------------------------- matching (shared)
 
+def protected_counts(protect: int) -> tuple[int, int]:
+    """(pa, pb): protected tokens in set A (position 0) and in set B (position 1)."""
+    return (protect + 1) // 2, protect // 2
+
+
 def match(sim: np.ndarray, r: int, protect: int, sentinel) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """sim [B, Na, Nb] -> (src [B, r], dst [B, r], kept [B, Na - r]) indices within A / B (rule 3)."""
+    pa, pb = protected_counts(protect)
+    if pb:
+        sim = sim.copy()
+        sim[:, :, :pb] = sentinel  # a protected B token receives no source
     best = sim.argmax(axis=-1)  # first maximum: ties to the lowest b
     score = np.take_along_axis(sim, best[..., None], axis=-1)[..., 0]
-    score[:, :protect] = sentinel
+    score[:, :pa] = sentinel
     order = np.argsort(-score, axis=-1, kind="stable")  # descending score, ties to the lowest a
     src = order[:, :r]
     return src, np.take_along_axis(best, src, axis=-1), np.sort(order[:, r:], axis=-1)
@@ -120,6 +132,13 @@ def keys(qkv: np.ndarray, heads: int, head_dim: int) -> np.ndarray:
     """The key part of qkv [B, N, 3*H*hd] -> [B, N, H, hd] (a view)."""
     b, n, _ = qkv.shape
     return qkv.reshape(b, n, 3, heads, head_dim)[:, :, 1]
+
+
+def output_rows(kept_a: np.ndarray, b_rows: np.ndarray, protect: int) -> np.ndarray:
+    """Rule 4's order: kept A rows [B, Na - r, ...] (protected first) and B rows [B, Nb, ...] ->
+    protected A, protected B, other kept A, other B rows."""
+    pa, pb = protected_counts(protect)
+    return np.concatenate([kept_a[:, :pa], b_rows[:, :pb], kept_a[:, pa:], b_rows[:, pb:]], axis=1)
 
 
 def sizes_or_ones(inputs: list[np.ndarray], shape: tuple[int, int], dtype) -> np.ndarray:
@@ -147,8 +166,9 @@ def run_float(kernel: Kernel, inputs: list[np.ndarray], consts: dict[str, np.nda
     num = scatter_sum(xs[:, 1::2].copy(), dst, take_rows(xs[:, ::2], src))
     den = scatter_sum(s[:, 1::2].copy(), dst, take_rows(s[:, ::2], src))
     merged = (num / den[..., None]).astype(np.float32)
-    tokens = np.concatenate([take_rows(x[:, ::2], kept), merged], axis=1)
-    sizes = np.concatenate([take_rows(s[:, ::2], kept), den], axis=1).astype(np.float32)
+    protect = int(a["protect"])
+    tokens = output_rows(take_rows(x[:, ::2], kept), merged, protect)
+    sizes = output_rows(take_rows(s[:, ::2], kept), den, protect).astype(np.float32)
     return [tokens, sizes]
 
 
@@ -193,15 +213,17 @@ def run_int8(kernel: Kernel, inputs: list[np.ndarray], consts: dict[str, np.ndar
     check_sizes(kernel, s)
     qmin = qrange(x.dtype)[0]
     merged, den = weighted_mean_codes(x.astype(np.int64) - qmin, s, dst, src)
-    tokens = np.concatenate([take_rows(x[:, ::2], kept), (merged + qmin).astype(x.dtype)], axis=1)
-    sizes = np.concatenate([take_rows(s[:, ::2], kept), den], axis=1).astype(np.int32)
+    protect = int(a["protect"])
+    tokens = output_rows(take_rows(x[:, ::2], kept), (merged + qmin).astype(x.dtype), protect)
+    sizes = output_rows(take_rows(s[:, ::2], kept), den, protect).astype(np.int32)
     return [tokens, sizes]
 
 
 def macs(kernel: Kernel, in_infos: list[TensorInfo], out_infos: list[TensorInfo]) -> int:
-    """The similarity matrix of the mergeable A tokens: (ceil(N/2) - protect) * floor(N/2) * head_dim."""
+    """The similarity matrix of the unprotected A and B tokens: (ceil(N/2) - pa) * (floor(N/2) - pb) * head_dim."""
     n = in_infos[0].shape[0]
-    return ((n + 1) // 2 - int(kernel.attrs["protect"])) * (n // 2) * int(kernel.attrs["head_dim"])
+    pa, pb = protected_counts(int(kernel.attrs["protect"]))
+    return ((n + 1) // 2 - pa) * (n // 2 - pb) * int(kernel.attrs["head_dim"])
 
 
 # ---------------------------------------------------------------- working memory of the kernel

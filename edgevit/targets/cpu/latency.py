@@ -83,7 +83,8 @@ def kernel_features(kernel, ins, outs, consts, rows: int | None) -> dict[str, fl
                  elements=float(full * h * hd))
     elif op == "token_merge":
         h, hd = int(kernel.attrs["heads"]), int(kernel.attrs["head_dim"])
-        pairs = ((full + 1) // 2 - int(kernel.attrs.get("protect", 0))) * (full // 2) * hd
+        protect = int(kernel.attrs.get("protect", 0))  # class (A) and distillation (B) tokens are not compared
+        pairs = ((full + 1) // 2 - (protect + 1) // 2) * (full // 2 - protect // 2) * hd
         f.update(attn_macs=float(pairs), elements=float(ins[0].size + full * h * hd))
     elif op == "layernorm":
         f["elements"] = float(2 * n * width)  # statistics pass, normalise pass

@@ -178,7 +178,8 @@ def function_terms(kernel, in_infos, out_infos, rows: int | None) -> dict[str, f
     if op == "layernorm":
         return {f"layernorm/{fam}": 1, f"layernorm/{fam}/one_row": int(n == 1)}
     if op == "pool":
-        return {f"pool/{fam}/{kernel.attrs.get('mode', 'cls')}": 1}
+        mode = "mean" if kernel.attrs.get("mode") == "mean" else "cls"  # "prefix": the same row copy as cls
+        return {f"pool/{fam}/{mode}": 1}
     if op == "token_merge":
         return {f"token_merge/{fam}": 1, f"token_merge/{fam}*hd": int(kernel.attrs["head_dim"])}
     if op == "reshape":

@@ -132,7 +132,7 @@ def kernel_work(kernel, in_infos, out_infos, rows: int | None, dsp: bool) -> tup
     if op == "cls_concat":
         return "cls_concat", {"calls": 1.0, "elements": float(out_infos[0].size)}
     if op == "pool":
-        mode = kernel.attrs.get("mode", "cls")
+        mode = "mean" if kernel.attrs.get("mode") == "mean" else "cls"  # "prefix" is cls's copy of more rows
         elements = in_infos[0].size if mode == "mean" else out_infos[0].size
         return f"pool/{mode}", {"calls": 1.0, "elements": float(elements)}
     if op == "reshape":

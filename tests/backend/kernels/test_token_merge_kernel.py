@@ -106,7 +106,7 @@ def draw_r(data, n: int, protect: int) -> int:
 
 @settings(max_examples=10, deadline=None)
 @given(seed=st.integers(0, 2**31), n=st.integers(2, 15), d=st.integers(1, 9), heads=st.integers(1, 3),
-       hd=st.integers(1, 7), protect=st.integers(0, 1), dtype=st.sampled_from(["int8", "int16"]), sized=st.booleans(),
+       hd=st.integers(1, 7), protect=st.integers(0, 2), dtype=st.sampled_from(["int8", "int16"]), sized=st.booleans(),
        ties=st.sampled_from(["none", "keys", "zero"]), schedule=st.sampled_from(SCHEDULES), data=st.data())
 def test_int_token_merge_is_bit_exact(seed, n, d, heads, hd, protect, dtype, sized, ties, schedule, data) -> None:
     assume((n - protect) // 2 >= 1)
@@ -116,7 +116,7 @@ def test_int_token_merge_is_bit_exact(seed, n, d, heads, hd, protect, dtype, siz
 
 @settings(max_examples=6, deadline=None)
 @given(seed=st.integers(0, 2**31), n=st.integers(2, 15), d=st.integers(1, 9), heads=st.integers(1, 3),
-       hd=st.integers(1, 7), protect=st.integers(0, 1), sized=st.booleans(), ties=st.sampled_from(["none", "basis"]),
+       hd=st.integers(1, 7), protect=st.integers(0, 2), sized=st.booleans(), ties=st.sampled_from(["none", "basis"]),
        schedule=st.sampled_from(SCHEDULES), data=st.data())
 def test_float_token_merge(seed, n, d, heads, hd, protect, sized, ties, schedule, data) -> None:
     assume((n - protect) // 2 >= 1)
@@ -135,6 +135,21 @@ def test_token_merge_model_sizes(n, d, heads, hd, r, dtype, schedule) -> None:
     check(random_case(rng, n, d, heads, hd, r, 1, dtype, sized=True), schedule)
 
 
+@pytest.mark.parametrize("n, r, dtype, schedule", [
+    (198, 16, "int8", "fast"),       # DeiT-distilled token count: class + distillation + 196 patches
+    (66, 32, "int16", "reference"),  # the largest r for N = 66 with two protected tokens
+    (18, 8, "float32", "fast"),
+])
+def test_token_merge_protects_class_and_distillation_tokens(n, r, dtype, schedule) -> None:
+    """protect = 2: rows 0 and 1 come out unchanged, with their sizes, whatever the keys."""
+    rng = np.random.default_rng(n)
+    case = random_case(rng, n, 24, 2, 8, r, 2, dtype, sized=True, ties="keys")
+    check(case, schedule)
+    y, ys = reference(case)
+    np.testing.assert_array_equal(y[:2], case.inputs[0][:2])
+    np.testing.assert_array_equal(ys[:2], case.inputs[2][:2])
+
+
 @pytest.mark.parametrize("schedule", SCHEDULES)
 def test_int_token_merge_extremes(schedule) -> None:
     """int16 codes at both ends, sizes summing to 2^14 (2 num + den close to 2^32), saturated keys."""
@@ -143,7 +158,7 @@ def test_int_token_merge_extremes(schedule) -> None:
     x[1] = 32767
     qkv = np.full((n, 3 * heads * hd), -128, np.int8)  # every key equal and saturated: all ties
     sizes = np.array([1, 16384 - 7 - 1, 1, 1, 1, 1, 1, 1], np.int32)
-    for protect in (0, 1):
+    for protect in (0, 1, 2):
         check(merge_case(x, qkv, sizes, 3, heads, hd, protect), schedule)
     qkv[:, heads * hd:2 * heads * hd] = 0  # all-zero keys: u = 0 everywhere
     check(merge_case(x, qkv, sizes, 4, heads, hd, 0), schedule)
