@@ -1,11 +1,15 @@
 """Load and verify an artifact directory written by `edgevit compile` (docs/mcu-backend.md).
 
-`load_artifact(dir)` reads `manifest.json`, checks its format ("edgevit-artifact", version 1)
-and the sha256 of every file it lists (a missing or modified file is an ArtifactError naming
-it), and returns an `Artifact`. Runners never build inside the artifact: `copy_build_tree`
+`load_artifact(dir)` reads `manifest.json`, checks its format ("edgevit-artifact", version 2;
+older versions: "recompile") and then that the directory is exactly what compile wrote:
+the manifest's `digest` matches its content (backend/manifest.py: it covers every value,
+the `files` table included), every listed file is present with its sha256, and nothing else is
+there (an extra source, a build output, an editor backup, a `__pycache__/`: the user's own files
+belong in a copy). Every difference found is listed in one ArtifactError (exit 2) saying what to
+do; the result is an `Artifact`. Runners never build inside the artifact: `copy_build_tree`
 copies the listed files under the directories a runner builds from (its `build_dirs`, e.g.
-src/ and firmware/; only listed files, so stale objects a user built by hand are never picked
-up) into a temporary build directory, re-checking each file's hash as it is copied.
+src/ and firmware/) into a temporary build directory, re-checking each file's hash as it is copied,
+so a valid artifact stays valid after `edgevit run`.
 
 The manifest's `files` section may map path -> hex digest, path -> {"sha256": digest, ...},
 or be a list of {"path": ..., "sha256": ...}; digests may carry a "sha256:" prefix.
@@ -15,18 +19,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
 
-from edgevit.errors import ProfileError
+from edgevit.errors import ProfileError, UserInputError
 from edgevit.backend.errors import ArtifactError
+from edgevit.backend.manifest import DIGEST, FORMAT, VERSION, manifest_digest
 from edgevit.backend.vectors import Vectors
 
-FORMAT = "edgevit-artifact"
-VERSION = 1
+MANIFEST = "manifest.json"
 INPUTS = "vectors/inputs.npy"
 EXPECTED = "vectors/expected.npy"
 LABELS = "vectors/labels.npy"
@@ -95,6 +100,17 @@ class Artifact:
             return int(program["macs"])
         return None
 
+    def refuse_inside(self, path: str | Path | None, option: str) -> None:
+        """UserInputError when `path` (an output of a run: --results, keep_build) lies inside the
+        artifact directory, where a file compile did not write would make the artifact invalid."""
+        if path is None:
+            return
+        target, root = Path(path).resolve(), self.root.resolve()
+        if target == root or root in target.parents:
+            raise UserInputError(f"{option} {path}: inside the artifact {self.root}, whose files are sealed by "
+                                 "their digests (an extra file there makes the next run refuse it); write it "
+                                 "elsewhere")
+
     def copy_build_tree(self, dest: Path, dirs: tuple[str, ...]) -> Path:
         """Copy the listed files under the top-level directories `dirs` (e.g. ("src", "firmware"))
         into `dest` (same relative layout), checking each file's sha256 again as it is copied;
@@ -110,17 +126,19 @@ class Artifact:
 
 
 def load_artifact(path: str | Path, verify: bool = True) -> Artifact:
-    """Read `path`/manifest.json, check its format and (verify=True) every listed file's sha256.
+    """Read `path`/manifest.json, check its format and version and (verify=True) that the directory
+    is what compile wrote: manifest digest, every listed file's sha256, no unlisted file.
 
     Raises ArtifactError naming the file for: no such directory, no or unreadable manifest,
-    wrong format/version, missing listed files, hash mismatches (all of them listed)."""
+    wrong format/version, a malformed `files` table; and one ArtifactError listing every
+    difference (manifest edited or digest removed, missing, changed and extra files)."""
     root = Path(path)
     if not root.is_dir():
         raise ArtifactError(f"{root}: no such artifact directory (write one with `edgevit compile ... --out {root}`)")
-    manifest = _read_manifest(root / "manifest.json")
-    files = manifest_files(manifest, root / "manifest.json")
+    manifest = _read_manifest(root / MANIFEST)
+    files = manifest_files(manifest, root / MANIFEST)
     if verify:
-        verify_files(root, files)
+        verify_artifact(root, manifest, files)
     return Artifact(root, manifest, files)
 
 
@@ -134,7 +152,11 @@ def _read_manifest(path: Path) -> dict:
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         got = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
         raise ArtifactError(f"{path}: format is {got!r}, expected {FORMAT!r}; not an edgevit artifact")
-    version = manifest.get("version", VERSION)
+    version = manifest.get("version")
+    if isinstance(version, int) and not isinstance(version, bool) and version < VERSION:
+        raise ArtifactError(f"{path}: artifact format version {version}, written by an older edgevit whose manifest "
+                            f"did not protect itself against edits; this edgevit reads version {VERSION}: "
+                            f"{RECOMPILE} (same command, with --force to replace it)")
     if version != VERSION:
         raise ArtifactError(f"{path}: artifact format version {version!r}; this edgevit reads version {VERSION}; "
                             f"{RECOMPILE} with this version")
@@ -170,6 +192,37 @@ def _safe_relpath(rel: str, source: Path) -> str:
 
 def verify_files(root: Path, files: dict[str, str]) -> None:
     """ArtifactError listing every listed file that is missing or whose sha256 differs."""
+    missing, changed = _file_differences(root, files)
+    if missing or changed:
+        raise ArtifactError(_differences_message(root, _problems(None, missing, changed, [])))
+
+
+def verify_artifact(root: Path, manifest: dict, files: dict[str, str]) -> None:
+    """ArtifactError listing every difference between `root` and what compile wrote: the manifest's
+    `digest` missing or not matching its content, listed files missing or changed, entries that
+    are not listed (with what they look like: a build output, an editor backup, a bytecode cache)."""
+    digest = manifest.get(DIGEST)
+    if not isinstance(digest, str):
+        edited = (f"{MANIFEST}: has no `{DIGEST}` (removed, or the manifest was written by hand), so its "
+                  "content cannot be checked")
+    elif digest.lower() != _digest_or_none(manifest):
+        edited = f"{MANIFEST}: edited after compile (the sha256 of its content differs from its `{DIGEST}`)"
+    else:
+        edited = None
+    missing, changed = _file_differences(root, files)
+    problems = _problems(edited, missing, changed, unlisted_entries(root, files))
+    if problems:
+        raise ArtifactError(_differences_message(root, problems))
+
+
+def _digest_or_none(manifest: dict) -> str | None:
+    try:
+        return manifest_digest(manifest)
+    except ValueError:  # NaN / Infinity, which compile never writes
+        return None
+
+
+def _file_differences(root: Path, files: dict[str, str]) -> tuple[list[str], list[str]]:
     missing, changed = [], []
     for rel, digest in sorted(files.items()):
         path = root / rel
@@ -177,11 +230,86 @@ def verify_files(root: Path, files: dict[str, str]) -> None:
             missing.append(rel)
         elif sha256_bytes(path.read_bytes()) != digest:
             changed.append(rel)
-    problems = [f"missing: {', '.join(missing)}"] if missing else []
-    problems += [f"sha256 differs from the manifest (modified after compile): {', '.join(changed)}"] if changed else []
-    if problems:
-        raise ArtifactError(f"{root}: the artifact does not match its manifest.json — {'; '.join(problems)}. "
-                            f"Restore the files or {RECOMPILE}")
+    return missing, changed
+
+
+def _problems(edited: str | None, missing: list[str], changed: list[str], extra: list[str]) -> list[tuple[str, int]]:
+    """(line, how many differences it lists) for the error message."""
+    problems = [(edited, 1)] if edited else []
+    if missing:
+        problems.append((f"missing: {', '.join(missing)}", len(missing)))
+    if changed:
+        problems.append((f"sha256 differs from the manifest (modified after compile): {', '.join(changed)}",
+                         len(changed)))
+    if extra:
+        problems.append((f"not written by compile: {'; '.join(extra)}", len(extra)))
+    return problems
+
+
+def _differences_message(root: Path, problems: list[tuple[str, int]]) -> str:
+    total = sum(n for _line, n in problems)
+    lines = "\n".join(f"  - {line}" for line, _n in problems)
+    return (f"{root}: the artifact does not match what `edgevit compile` wrote "
+            f"({total} difference{'s' if total != 1 else ''}):\n{lines}\n"
+            f"Restore the original files and remove the others (build and experiment in a copy), or {RECOMPILE} "
+            f"(with --force to replace {root})")
+
+
+BUILD_OUTPUTS = (".o", ".obj", ".d", ".elf", ".bin", ".hex", ".map", ".a", ".so", ".out", ".lst")
+EDITOR_BACKUPS = (".swp", ".swo", ".bak", ".orig", ".rej", ".tmp")
+
+
+def describe_entry(rel: str, is_dir: bool, is_link: bool) -> str:
+    """What an unlisted artifact entry probably is, for the error: "(a build output)", "(an editor
+    backup)", "(a Python bytecode cache)", "(a symbolic link)" or ""."""
+    name = rel.rstrip("/").rsplit("/", 1)[-1]
+    if is_link:
+        return " (a symbolic link; compile writes none)"
+    if name == "__pycache__" or name.endswith((".pyc", ".pyo")):
+        return " (a Python bytecode cache)"
+    if name.endswith("~") or name.startswith(".#") or (name.startswith("#") and name.endswith("#")) \
+            or name.endswith(EDITOR_BACKUPS):
+        return " (an editor backup)"
+    if name == ".DS_Store":
+        return " (a Finder file)"
+    if not is_dir and (name.endswith(BUILD_OUTPUTS) or name in ("model_host", "a.out")):
+        return " (a build output: build in a copy of the artifact, as `edgevit run` does)"
+    return ""
+
+
+def unlisted_entries(root: Path, files: dict[str, str]) -> list[str]:
+    """Every entry under `root` that compile did not write, as posix paths relative to `root`
+    (directories with a trailing "/" and their file count, not descended), each with
+    `describe_entry`'s hint: anything but manifest.json, the listed files and their directories."""
+    expected_dirs = {str(PurePosixPath(rel).parent) for rel in files}
+    expected_dirs = {p for d in expected_dirs for p in _with_parents(d)}
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        base = Path(dirpath).relative_to(root).as_posix()
+        prefix = "" if base == "." else base + "/"
+        for name in sorted(dirnames):
+            rel, full = prefix + name, Path(dirpath) / name
+            if rel in expected_dirs and not full.is_symlink():
+                continue
+            dirnames.remove(name)
+            if full.is_symlink():
+                found.append(f"{rel}/" + describe_entry(rel, True, True))
+                continue
+            count = sum(len(f) for _d, _s, f in os.walk(full))
+            hint = describe_entry(rel, True, False).strip()[1:-1]
+            what = f"{count} file{'s' if count != 1 else ''}" if count else "empty"
+            found.append(f"{rel}/ ({what}{', ' + hint if hint else ''})")
+        for name in sorted(filenames):
+            rel = prefix + name
+            if rel == MANIFEST or rel in files:
+                continue
+            found.append(rel + describe_entry(rel, False, (Path(dirpath) / name).is_symlink()))
+    return sorted(found)
+
+
+def _with_parents(rel: str) -> list[str]:
+    parts = [] if rel in ("", ".") else rel.split("/")
+    return ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
 
 
 def _read_verified(root: Path, rel: str, digest: str) -> bytes:

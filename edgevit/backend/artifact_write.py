@@ -1,21 +1,21 @@
 """Writing an artifact: seal the target's files with the shared manifest keys, then write atomically.
 
 `seal(files, target)` completes `manifest.json`: the target's own sections (if its build
-returned a partial manifest) plus `format`, `version`, `target` {kind, runners, default_runner}
-and `files` (the sha256 of every other file). `write_atomically(out, files, force)` writes them
-into a temporary directory beside OUT and renames it into place, so OUT is either the whole new
-artifact or untouched.
+returned a partial manifest) plus `format`, `version`, `target` {kind, runners, default_runner},
+`files` (the sha256 of every other file) and last the manifest's own `digest` (backend/manifest.py),
+so that `load_artifact` can refuse any change. `write_atomically(out, files, force)` writes them
+into a temporary directory beside OUT and renames it into place (edgevit/atomic_write.py: OUT is
+the whole old or the whole new artifact at every instant; a killed compile's temporary is removed
+by the next one).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
-from edgevit.backend.manifest import FORMAT, VERSION, file_hashes, manifest_json
+from edgevit.atomic_write import write_dir_atomically
+from edgevit.backend.manifest import FORMAT, VERSION, file_hashes, manifest_json, with_digest
 from edgevit.errors import UserInputError
 
 MANIFEST = "manifest.json"
@@ -32,7 +32,7 @@ def seal(files: dict[str, str | bytes], target, profile=None) -> dict[str, str |
                             else target.default_runner_for(profile)})
     rest = {k: v for k, v in files.items() if k != MANIFEST}
     manifest["files"] = file_hashes(rest)
-    return {**rest, MANIFEST: manifest_json(manifest)}
+    return {**rest, MANIFEST: manifest_json(with_digest(manifest))}
 
 
 def check_out_dir(out: Path, force: bool) -> None:
@@ -53,34 +53,8 @@ def write_files(outdir: Path, files: dict[str, str | bytes]) -> None:
         path.write_bytes(content.encode("utf-8") if isinstance(content, str) else content)
 
 
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 def write_atomically(out: Path, files: dict[str, str | bytes], force: bool) -> None:
-    """Write `files` into a temp dir beside `out`, then rename it to `out` (replacing it if `force`).
-    The temp dir is removed on any failure."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    old = None
-    try:
-        write_files(tmp, files)
-        os.chmod(tmp, 0o777 & ~_umask())
-        if out.exists() and force:
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
-            os.rename(out, old / "artifact")
-        try:
-            os.rename(tmp, out)
-        except OSError as e:
-            if old is not None:
-                os.rename(old / "artifact", out)
-            raise UserInputError(f"{out}: cannot create the artifact directory ({e.strerror}); "
-                                 "does it exist now?") from None
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    finally:
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+    """Write `files` into a temporary directory beside `out`, then rename it to `out` (with `force`,
+    swapped with the existing `out` in one step). Leftovers of killed compiles are removed first;
+    the temporary is removed on any failure; file-system errors are one UserInputError naming `out`."""
+    write_dir_atomically(Path(out), lambda tmp: write_files(tmp, files), force)

@@ -3,7 +3,8 @@
 - ToolchainError (exit 2): a program the runner needs (a compiler, make, an emulator) is
   missing; the message names the binary and the apt package that provides it.
 - ArtifactError (exit 2): the artifact directory is incomplete, modified after `edgevit compile`
-  (sha256 mismatch) or not an edgevit artifact.
+  (an edited manifest, a changed file, a file compile did not write: backend/artifact.py lists
+  every difference), of an older format, or not an edgevit artifact.
 - RunFailedError (exit 1): the build failed, the program crashed, exited non-zero, printed
   output that does not follow the `EV` protocol, or timed out; the message carries the tail
   of what it printed.
@@ -21,7 +22,8 @@ class ToolchainError(UserInputError):
 
 
 class ArtifactError(UserInputError):
-    """An artifact that is missing files, was modified, or is not an edgevit artifact. Exit code 2."""
+    """An artifact that is missing files, was modified (manifest, files, extra files), is of an older
+    format, or is not an edgevit artifact. Exit code 2."""
 
 
 class RunFailedError(EdgevitError):

@@ -1,9 +1,15 @@
 """manifest.json of an artifact, the pieces every target shares: format "edgevit-artifact",
-version 1, the `program` section (name, fingerprint, lowering, macs, input/output name, shape,
+version 2, the `program` section (name, fingerprint, lowering, macs, input/output name, shape,
 dtype, quant), the reference top-1 of the bundled vectors, the `files` section (sha256 of every
-other file) and the deterministic JSON text. A target assembles its own sections (the MCU's:
-targets/mcu/manifest.py); backend/artifact_write.py seals it with the shared keys. Nothing in a
-manifest depends on the time, the machine or the output directory.
+other file), the manifest's own `digest` and the deterministic JSON text. A target assembles its
+own sections (the MCU's: targets/mcu/manifest.py); backend/artifact_write.py seals it with the
+shared keys. Nothing in a manifest depends on the time, the machine or the output directory.
+
+The `digest` ("sha256:<hex>") is the sha256 of the manifest's canonical JSON without the `digest`
+key (sorted keys, no spaces, ASCII: `canonical_json`). It covers every value of the manifest,
+the `files` table included, so it covers every file too; `backend/artifact.py` recomputes it.
+Version 2 added it: a version-1 manifest protects only the files it lists, so version-1
+artifacts are refused with "recompile".
 """
 
 from __future__ import annotations
@@ -13,7 +19,8 @@ import json
 from typing import Any
 
 FORMAT = "edgevit-artifact"
-VERSION = 1
+VERSION = 2  # 2: the manifest's own `digest` (version 1 had only the files' sha256)
+DIGEST = "digest"
 
 
 def sha256_of(content: str | bytes) -> str:
@@ -53,3 +60,23 @@ def reference_top1(vectors) -> float | None:
 def manifest_json(manifest: dict[str, Any]) -> str:
     """Deterministic JSON text (sorted keys, indent 1, trailing newline)."""
     return json.dumps(manifest, sort_keys=True, indent=1, allow_nan=False) + "\n"
+
+
+def canonical_json(manifest: dict[str, Any]) -> bytes:
+    """The bytes the manifest `digest` is taken over: the manifest without `digest`, as JSON with
+    sorted keys, no whitespace and ASCII escapes (the same for the manifest in memory and as read
+    back from manifest.json)."""
+    content = {k: v for k, v in manifest.items() if k != DIGEST}
+    return json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=True,
+                      allow_nan=False).encode("ascii")
+
+
+def manifest_digest(manifest: dict[str, Any]) -> str:
+    """"sha256:<hex>" of `canonical_json(manifest)`; computed on the manifest as JSON reads it back
+    (tuples as lists, keys as strings), so a reader of manifest.json gets the same value."""
+    return "sha256:" + sha256_of(canonical_json(json.loads(json.dumps(manifest, allow_nan=False))))
+
+
+def with_digest(manifest: dict[str, Any]) -> dict[str, Any]:
+    """`manifest` with its `digest` set (any old one replaced)."""
+    return {**{k: v for k, v in manifest.items() if k != DIGEST}, DIGEST: manifest_digest(manifest)}

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import edgevit
+from edgevit.atomic_write import write_file_atomically
 from edgevit.bench.config import SOURCE_ROOT
 from edgevit.errors import UserInputError
 
@@ -40,10 +41,8 @@ def document(config_dict: dict, cells: list[dict], summary: dict, started: _dt.d
 
 
 def write_document(doc: dict, path: Path) -> None:
-    """Write `doc` as indented JSON (atomically: a temp file renamed over `path`)."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(doc, indent=1, sort_keys=False) + "\n")
-    os.replace(tmp, path)
+    """Write `doc` as indented JSON (atomically: a temp file renamed over `path`, edgevit/atomic_write.py)."""
+    write_file_atomically(Path(path), json.dumps(doc, indent=1, sort_keys=False) + "\n")
 
 
 def load_document(path: str | Path, what: str = "--baseline") -> dict:

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from edgevit.atomic_write import make_dir, write_file_atomically
 from edgevit.bench import baseline as baseline_mod
 from edgevit.bench import record, results
 from edgevit.bench.config import load_config
@@ -37,7 +38,7 @@ def run_bench(config: str | Path | None, out: str | Path, baseline: str | Path |
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UserInputError(f"--out {out}: exists and is not a directory")
-    out.mkdir(parents=True, exist_ok=True)
+    make_dir(out)
     started, t0 = results.now(), time.monotonic()
     say(f"bench {cfg.name}: {cfg.path} -> {out}")
     cells = run_cells(cfg, out / "artifacts", jobs=jobs, say=say)
@@ -53,9 +54,7 @@ def write_outputs(doc: dict, out: Path) -> tuple[Path, Path]:
     """Write OUT/bench.json and OUT/bench.html for the document; returns both paths."""
     json_path, html_path = out / JSON_NAME, out / HTML_NAME
     results.write_document(doc, json_path)
-    tmp = html_path.with_name(html_path.name + ".tmp")
-    tmp.write_text(render(doc), encoding="utf-8")
-    tmp.replace(html_path)
+    write_file_atomically(html_path, render(doc))  # temp + rename; a killed writer's leftovers removed
     return json_path, html_path
 
 

@@ -27,13 +27,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
+from edgevit.atomic_write import write_file_atomically
 from edgevit.errors import UserInputError
 from edgevit.model.spec import ViTSpec
 
@@ -217,11 +217,9 @@ def _space_fingerprint(space) -> Any:
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    """Write `data` as indented JSON to `path` through a temp file + rename (never half-written)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=1) + "\n")
-    os.replace(tmp, path)
+    """Write `data` as indented JSON to `path` through a temp file + rename (never half-written;
+    edgevit/atomic_write.py, which also removes a killed writer's leftovers)."""
+    write_file_atomically(Path(path), json.dumps(data, indent=1) + "\n")
 
 
 def read_state(path: Path) -> dict[str, Any] | None:

@@ -2,14 +2,15 @@
 evaluated candidate, the Pareto front, the budget.
 
 Drawn with matplotlib's Agg canvas directly (no pyplot, no global backend switch), written
-atomically (temp file + rename).
+atomically (edgevit/atomic_write.py: temp file + rename, a killed writer's leftovers removed).
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Sequence
+
+from edgevit.atomic_write import write_file_atomically
 
 
 def _kib(n: float) -> float:
@@ -64,8 +65,4 @@ def plot_front(path: Path, candidates: Sequence, front: Sequence, best, budget: 
         ax.set_xlim(0, right * 1.08)
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, format="png")
-    os.replace(tmp, path)
-    return path
+    return write_file_atomically(Path(path), lambda tmp: fig.savefig(tmp, format="png"))

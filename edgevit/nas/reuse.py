@@ -12,6 +12,7 @@ import json
 import shutil
 from pathlib import Path
 
+from edgevit.atomic_write import write_file_atomically
 from edgevit.errors import UserInputError
 
 
@@ -83,8 +84,4 @@ def adopt_supernet(src: Path, out: Path, space) -> Path:
     dest = Path(out) / SUPERNET_DIR / WEIGHTS_FILE
     if dest.is_file() and dest.resolve() == weights.resolve():
         return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(dest.name + ".tmp")
-    shutil.copyfile(weights, tmp)
-    tmp.replace(dest)
-    return dest
+    return write_file_atomically(dest, lambda tmp: shutil.copyfile(weights, tmp))

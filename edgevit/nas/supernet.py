@@ -27,8 +27,6 @@ This module has no import-time side effects: NAS worker processes import it to e
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -39,6 +37,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from edgevit.atomic_write import make_dir, write_file_atomically
 from edgevit.data.normalize import Normalization
 from edgevit.data.resize import resize_tensor
 from edgevit.errors import CheckpointError, SpecError, UserInputError
@@ -334,17 +333,12 @@ def save_supernet(supernet: Supernet, out: Path, info: dict[str, Any] | None = N
     from safetensors.torch import save_file
 
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    make_dir(out)
     meta = {"format": FORMAT, "space": json.dumps(supernet.space.to_dict()),
             "preprocess": json.dumps(supernet.preprocess.to_dict()), "seed": str(supernet.seed),
             "info": json.dumps(info or {}, sort_keys=True)}
     tensors = {k: v.detach().contiguous().clone() for k, v in supernet.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{WEIGHTS_FILE}.")
-    os.close(fd)
-    save_file(tensors, tmp, metadata=meta)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, out / WEIGHTS_FILE)
-    return out / WEIGHTS_FILE
+    return write_file_atomically(out / WEIGHTS_FILE, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
 
 
 def supernet_info(path: Path) -> dict[str, Any]:

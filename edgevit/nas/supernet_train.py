@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
 import time
 from collections import deque
@@ -33,6 +32,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from edgevit.atomic_write import make_dir, write_file_atomically
 from edgevit.data import compute_normalization
 from edgevit.data.dataset import ArrayDataset, DatasetSplits
 from edgevit.errors import CheckpointError, UserInputError
@@ -174,10 +174,9 @@ def _save(out: Path, sn: Supernet, opt, step: int, total: int, history: list, id
     """Weights first, then the state file (each atomic); both carry `step` so a mismatch is detected."""
     info = {"step": step, "total_steps": total, "stopped": stop, "history": history[-20:]}
     save_supernet(sn, out, info)
-    tmp = out / (STATE_FILE + ".tmp")
-    torch.save({"optimizer": opt.state_dict(), "step": step, "total": total, "history": history,
-                "identity": ident, "stopped": stop, "rng": "derived from (config.seed, step); nothing to restore"}, tmp)
-    os.replace(tmp, out / STATE_FILE)
+    state = {"optimizer": opt.state_dict(), "step": step, "total": total, "history": history,
+             "identity": ident, "stopped": stop, "rng": "derived from (config.seed, step); nothing to restore"}
+    write_file_atomically(out / STATE_FILE, lambda tmp: torch.save(state, tmp))
 
 
 def _check_data(space, splits: DatasetSplits) -> None:
@@ -213,7 +212,7 @@ def train_supernet(space, splits: DatasetSplits, out: Path, config: SupernetConf
     _check_data(space, splits)
     norm = compute_normalization(splits.train)
     ident = _identity(space, splits, config, norm)
-    out.mkdir(parents=True, exist_ok=True)
+    make_dir(out)
     sn = Supernet(space, norm, seed=config.seed).train()
     opt = torch.optim.AdamW(param_groups(sn, config.weight_decay), lr=config.lr)
     plan = BatchPlan(splits.train, config.batch_size, config.seed)

@@ -5,7 +5,8 @@ products) so its expected outputs are computed here in NumPy. `build_artifact` w
 src/ (edgevit_model.h, model.c, weights.c, kernels.c, vectors.c/.h), vectors/*.npy,
 firmware/ (startup.c, linker.ld from the profile's memory map with the DEVICE's sizes,
 Makefile, main.c printing the EV lines with SysTick ticks), host/Makefile and manifest.json
-with the sha256 of every other file. Variants exercise the runners' error paths.
+with the sha256 of every other file and its own digest, sealed as `edgevit compile` seals it
+(`write_manifest`). Variants exercise the runners' error paths.
 
 The fixtures `int8_artifact` and `float_artifact` are defined here and imported by the
 conftest.py of every test directory that runs artifacts (tests/backend, tests/targets/mcu/runners).
@@ -20,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edgevit.backend.manifest import VERSION, with_digest
 from edgevit.profiles.profile import load_profile
 
 IN_SIZE, OUT_SIZE, SHIFT = 24, 4, 6
@@ -242,10 +244,12 @@ def _data(dtype: str, n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.nda
 
 
 def write_manifest(root: Path, manifest: dict) -> None:
-    """(Re)write manifest.json with the sha256 of every other file under `root`."""
+    """(Re)write manifest.json with the sha256 of every other file under `root` and the manifest's
+    digest (a manifest edited by a test and re-sealed, as a compile would have written it)."""
     files = {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
              for p in sorted(root.rglob("*")) if p.is_file() and p.name != "manifest.json"}
-    (root / "manifest.json").write_text(json.dumps({**manifest, "files": files}, indent=1, sort_keys=True))
+    sealed = with_digest({**manifest, "files": files})
+    (root / "manifest.json").write_text(json.dumps(sealed, indent=1, sort_keys=True))
 
 
 def build_artifact(root: Path, *, dtype: str = "int8", n: int = 5, profile: str = "stm32f746-disco",
@@ -264,7 +268,7 @@ def build_artifact(root: Path, *, dtype: str = "int8", n: int = 5, profile: str 
     for name, arr in (("inputs", x), ("expected", expected), ("labels", labels)):
         np.save(root / "vectors" / f"{name}.npy", arr)
     (root / "report.md").write_text("# synthetic artifact\n")
-    manifest = {"format": "edgevit-artifact", "version": 1, "profile": prof.model_dump(mode="json"),
+    manifest = {"format": "edgevit-artifact", "version": VERSION, "profile": prof.model_dump(mode="json"),
                 "target": {"kind": "mcu", "runners": ["host", "qemu", "serial"], "default_runner": "qemu"},
                 "program": {"name": "synthetic-dense", "output": {"name": "logits", "shape": [OUT_SIZE],
                                                                   "dtype": dtype}},

@@ -9,6 +9,7 @@ import pytest
 
 from edgevit.backend.artifact import load_artifact
 from edgevit.backend.errors import ArtifactError
+from edgevit.backend.manifest import with_digest
 from edgevit.backend.run import run_artifact
 from edgevit.backend.vectors import Vectors
 from tests.backend.synth_artifact import IN_SIZE, write_manifest
@@ -16,6 +17,11 @@ from tests.backend.synth_artifact import IN_SIZE, write_manifest
 
 def _manifest(root):
     return json.loads((root / "manifest.json").read_text())
+
+
+def _reseal(root, manifest):
+    """Write an edited manifest with a matching digest (as if compile had written it)."""
+    (root / "manifest.json").write_text(json.dumps(with_digest(manifest)))
 
 
 def test_loads_and_reads_vectors_and_profile(int8_artifact):
@@ -45,7 +51,7 @@ def test_missing_file_is_named(int8_artifact):
 
 @pytest.mark.parametrize("edit, needle", [
     (lambda m: m.update(format="something-else"), "not an edgevit artifact"),
-    (lambda m: m.update(version=2), "version 2"),
+    (lambda m: m.update(version=3), "version 3"),
     (lambda m: m.pop("files"), "no `files` section"),
     (lambda m: m["files"].update({"../etc/passwd": "00"}), "not a path inside the artifact"),
 ])
@@ -68,7 +74,7 @@ def test_files_as_list_and_profile_by_name(int8_artifact):
     m = _manifest(int8_artifact)
     m["files"] = [{"path": p, "sha256": "sha256:" + h, "bytes": 1} for p, h in m["files"].items()]
     m["profile"] = {"name": "corstone-300"}
-    (int8_artifact / "manifest.json").write_text(json.dumps(m))
+    _reseal(int8_artifact, m)
     art = load_artifact(int8_artifact)
     assert art.profile().emulator.machine == "mps3-an547" and len(art.files) > 10
 
@@ -76,7 +82,7 @@ def test_files_as_list_and_profile_by_name(int8_artifact):
 def test_unknown_profile_name_is_an_artifact_error(int8_artifact):
     m = _manifest(int8_artifact)
     m["profile"] = {"name": "no-such-board"}
-    (int8_artifact / "manifest.json").write_text(json.dumps(m))
+    _reseal(int8_artifact, m)
     with pytest.raises(ArtifactError, match="no-such-board"):
         load_artifact(int8_artifact).profile()
 
@@ -105,14 +111,14 @@ def test_manifest_without_target_section_must_be_recompiled(int8_artifact):
 def test_manifest_dtype_must_match_expected(int8_artifact):
     m = _manifest(int8_artifact)
     m["program"]["output"]["dtype"] = "float32"
-    (int8_artifact / "manifest.json").write_text(json.dumps(m))
+    _reseal(int8_artifact, m)
     with pytest.raises(ArtifactError, match="output dtype is float32"):
         load_artifact(int8_artifact).load_vectors()
 
 
 def test_copy_build_tree_copies_only_listed_files_of_the_given_dirs(int8_artifact, tmp_path):
-    (int8_artifact / "firmware" / "firmware.elf").write_bytes(b"stale")  # a user's own build: not listed
     art = load_artifact(int8_artifact)
+    (int8_artifact / "firmware" / "firmware.elf").write_bytes(b"stale")  # a user's own build after loading
     dest = art.copy_build_tree(tmp_path / "build", ("src", "firmware"))
     copied = sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file())
     assert copied == sorted(p for p in art.files if p.split("/")[0] in ("src", "firmware"))

@@ -25,6 +25,7 @@ from edgevit.nas.evolve import read_state
 from edgevit.nas.search import SearchOptions, parse_duration, run_search
 from edgevit.nas.space import SearchSpace
 from edgevit.profiles.profile import profile_dir
+from tests.atomic_helpers import leftovers, plant_dead
 
 EDGEVIT = shutil.which("edgevit") or str(Path(sys.executable).parent / "edgevit")
 TINY_SPACE = {"name": "tiny", "image_sizes": [28, 14], "patch_sizes": [7], "embed_dims": [16, 24, 32],
@@ -187,10 +188,13 @@ def test_fast_search_writes_every_output_and_resumes(tmp_path, fmnist_npz, tiny_
     from edgevit.model.checkpoint import load_checkpoint
     assert load_checkpoint(out / "best").spec == best
     assert front["timings"]["total_s"] <= 6 + 1.0
-    # the budget is spent: re-running rewrites the outputs without evaluating anything new
+    # the budget is spent: re-running rewrites the outputs without evaluating anything new (and removes
+    # what a killed earlier run left beside them)
+    debris = [plant_dead(out, name) for name in ("best.yaml", "front.json", "candidates.json", "front.png")]
     again = run_search(opts, trainer=fake_trainer, evaluator_factory=fake_factory(log))
     assert again["evaluated"] == summary["evaluated"] and len(log) == len(keys)
-    assert not list(out.glob(".*.tmp"))
+    assert not list(out.glob(".*.tmp")) and leftovers(out) == [] and leftovers(out / "best") == []
+    assert not any(p.exists() for p in debris)
 
 
 def test_another_space_or_profile_in_the_same_out_is_refused(tmp_path, fmnist_npz, tiny_space):

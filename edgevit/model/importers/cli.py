@@ -51,7 +51,10 @@ def import_cmd(
     from edgevit.errors import UserInputError
     from edgevit.model.importers.source import ASSUMED, import_source, save_imported, warnings_for
 
+    from edgevit.validate import check_out
+
     options = import_options(heads, config, mean, std, image_size)
+    check_out(out, "file" if out.suffix == ".safetensors" else "dir")  # writable, a sane name: before any work
     if out.exists() and not force:
         raise UserInputError(f"--out {out} exists: choose another place or pass --force to replace it")
     if out.exists() and out.is_dir() != (out.suffix != ".safetensors"):
@@ -81,26 +84,12 @@ def import_cmd(
 
 
 def _save_replacing(result, out: Path, save) -> None:
-    """Write the checkpoint beside `out` first, then put it in place: an existing `out` (--force) is
-    replaced only by a complete checkpoint, and a failed write leaves nothing behind."""
-    import os
-    import shutil
+    """Write the checkpoint beside `out` first, then put it in place (edgevit/atomic_write.py): an
+    existing `out` (--force) is replaced only by a complete checkpoint, in one step; a failed or
+    killed write leaves nothing behind once the next write has removed its leftovers."""
+    from edgevit.atomic_write import write_dir_atomically
 
-    from edgevit.errors import UserInputError
-
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.import-{os.getpid()}{out.suffix}")
-    old = out.with_name(f".{out.name}.old-{os.getpid()}")
-    try:
-        save(result, tmp)
-        if out.exists():
-            os.replace(out, old)
-        os.replace(tmp, out)
-    except OSError as e:
-        raise UserInputError(f"--out {out}: cannot write the checkpoint there ({e.strerror or e})") from None
-    finally:
-        for leftover in (tmp, old):
-            if leftover.is_dir():
-                shutil.rmtree(leftover, ignore_errors=True)
-            elif leftover.exists():
-                leftover.unlink()
+    if out.suffix == ".safetensors":
+        save(result, out)  # save_checkpoint writes the single file atomically itself
+    else:
+        write_dir_atomically(out, lambda tmp: save(result, tmp), force=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from edgevit.profiles.profile import load_profile
-from edgevit.backend.manifest import FORMAT, file_hashes, manifest_json, reference_top1
+from edgevit.backend.manifest import FORMAT, VERSION, file_hashes, manifest_digest, manifest_json, reference_top1
 from edgevit.backend.memory_plot import memory_png
 from edgevit.targets.mcu.emit import artifact_files, emit_artifact
 from edgevit.targets.mcu.memory import STACK_BYTES, memory_figures
@@ -34,7 +34,7 @@ def all_files(root: Path) -> dict[str, bytes]:
 
 def test_manifest_sections(case) -> None:
     profile, program, plan, vectors, out, m = case
-    assert m["format"] == FORMAT and m["version"] == 1
+    assert m["format"] == FORMAT and m["version"] == VERSION and m["digest"] == manifest_digest(m)
     assert m["profile"]["name"] == profile.name and m["profile"]["memory"]["sram_bytes"] == profile.memory.sram_bytes
     assert m["passes"] == "quant(w=8,a=8)"
     assert m["program"]["fingerprint"] == program.fingerprint()

@@ -85,7 +85,7 @@ def built(request, tmp_path_factory):
     elf = build_uart_firmware(artifact, profile, root / "uart", for_board=False, extra_cflags="-Werror")
     debug = build_uart_firmware(artifact, profile, root / "debug", for_board=False,
                                 extra_cflags="-Werror -DEDGEVIT_LINK_COUNT_RUNS")
-    firmware = artifact / "firmware"
+    firmware = shutil.copytree(artifact, root / "make-copy") / "firmware"  # built in a copy: the artifact stays valid
     subprocess.run(["make", "-s", "-C", str(firmware)], check=True, capture_output=True)
     from edgevit.profiles.profile import load_profile
 
@@ -258,6 +258,7 @@ def test_the_artifact_carries_the_uart_project(built) -> None:
             "firmware/uart_config_board.h", "firmware/linker_board.ld"} <= names
     makefile = (artifact / "firmware" / "Makefile").read_text()
     assert "#   make uart " in makefile and "#   make board " in makefile  # documented at the top
-    r = subprocess.run(["make", "-s", "-C", str(artifact / "firmware"), "uart", "EDGEVIT_COUNT=2"],
+    copy = shutil.copytree(artifact, artifact.parent / "uart-make-copy")  # build in a copy, never in the artifact
+    r = subprocess.run(["make", "-s", "-C", str(copy / "firmware"), "uart", "EDGEVIT_COUNT=2"],
                        capture_output=True, text=True)
-    assert r.returncode == 0 and (artifact / "firmware" / "firmware_uart.elf").is_file(), r.stderr
+    assert r.returncode == 0 and (copy / "firmware" / "firmware_uart.elf").is_file(), r.stderr
