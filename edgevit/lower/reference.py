@@ -6,6 +6,12 @@ dropped right after its last use. Every kernel's runner is chosen by its dtype
 (`edgevit.lower.ops.kernel_dtype`): float32 kernels run `run_float`, int8/int16 kernels
 run `run_int8`, which is bit-exact (docs/integer-semantics.md): integer results do not depend
 on the batch size or the chunking.
+
+Thread counts: integer matmuls are exact (integers in floats, `exact_matmul`), so any BLAS thread
+count gives the same results. Float32 matmuls are not: OpenBLAS rounds some GEMM shapes
+differently with 2 threads than with 1, so a Program with float kernels runs with one BLAS thread
+(`edgevit.threads.single_thread_blas`) and its outputs (the float test vectors of an artifact) are
+the same bytes for any core count.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import numpy as np
 from edgevit.lower.intmath import qrange, round_half_up_array
 from edgevit.lower.ops import get_op, kernel_dtype
 from edgevit.lower.program import Program, ProgramError, resolve_consts
+from edgevit.threads import single_thread_blas
 
 CHUNK_BYTES = 64 << 20  # default memory budget per chunk of images
 MAX_CHUNK = 256  # images per chunk at most (larger chunks gain nothing and leave the cache)
@@ -35,6 +42,7 @@ class ReferenceInterpreter:
             run = get_op(k.op, kernel=k.name).runner(kernel_dtype(k, in_infos), kernel=k)
             dead = [t for t in k.inputs if self._last.get(t) == i]
             self._steps.append((k, run, resolve_consts(k, program.consts), sorted(set(dead))))
+        self._has_float = any(program.tensors[t].dtype == "float32" for k in program.kernels for t in k.outputs)
 
     def peak_bytes_per_image(self) -> int:
         """Largest live set of tensors while any kernel runs (inputs + outputs), plus its scratch.
@@ -66,6 +74,12 @@ class ReferenceInterpreter:
 
     def run_chunk(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run on one chunk: name -> [B, *shape] arrays (already checked) -> outputs [B, *shape]."""
+        if self._has_float:  # float32 kernels: one BLAS thread (module doc)
+            with single_thread_blas():
+                return self._run_chunk(inputs)
+        return self._run_chunk(inputs)
+
+    def _run_chunk(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         env: dict[str, np.ndarray] = dict(inputs)
         for t in list(env):
             if t not in self._last:

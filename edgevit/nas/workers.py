@@ -40,11 +40,10 @@ _WORKER: dict[str, Any] = {}
 
 def _init_worker(supernet_path: str, images: np.ndarray, labels: np.ndarray, threads: int) -> None:
     """ProcessPool initializer: torch threads, load the supernet once, keep the validation subset."""
-    import torch
-
     from edgevit.nas.supernet import load_supernet
+    from edgevit.threads import apply_thread_policy
 
-    torch.set_num_threads(max(1, threads))
+    apply_thread_policy(max(1, threads))  # this worker's share of the cores; BLAS on one thread
     _WORKER["supernet"] = load_supernet(Path(supernet_path))
     _WORKER["val"] = _dataset(images, labels)
 
@@ -197,7 +196,10 @@ class RayEvaluator(_Evaluator):
         self.address = address
         self._owns = not ray.is_initialized()
         if self._owns:
+            from edgevit.nas.ray_auth import check_ray_auth
+
             check_ray_address(address)
+            check_ray_auth(address)  # a refused token said as such, not as "cannot connect"
             try:
                 ray.init(address=address, include_dashboard=False, log_to_driver=False,
                          logging_level="ERROR")

@@ -10,6 +10,13 @@ computed; a tap may return a replacement array. Two taps are built on it:
 - `simulate`: a NumPy fake-quant model of the int8 Program (every activation quantized and
   dequantized with its TensorQuant, weights rounded to their per-channel grid, softmax
   probabilities rounded to 1/255), used as a fast proxy for sensitivity measurements.
+
+Thread counts: `run_tapped` runs with one BLAS thread (`edgevit.threads.single_thread_blas`). Its
+float32 matmuls decide every activation scale, and OpenBLAS rounds a GEMM differently with 2
+threads than with 1 for some shapes (it splits the reduction over K differently), so a multi-threaded
+BLAS would make the scales, and every artifact byte after them, depend on the core count. The
+statistics themselves are folded in a fixed order (per chunk, in image order; channel sums and
+squares in float64 by NumPy's own, single-threaded reductions).
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from edgevit.lower.ops import get_op
 from edgevit.lower.program import Program, resolve_consts
 from edgevit.passes.observers import fake_quant
 from edgevit.lower.qconfig import QuantConfig
+from edgevit.threads import single_thread_blas
 
 Tap = Callable[[str, np.ndarray], "np.ndarray | None"]
 SAMPLE_CAP = 1 << 18
@@ -94,17 +102,18 @@ def run_tapped(program: Program, images: np.ndarray, preprocess, tap: Tap | None
     last = program.last_uses()
     steps = [(k, _runner(k, quant_softmax), resolve_consts(k, consts)) for k in program.kernels]
     out_name, results = program.outputs[0], []
-    for start in range(0, len(images), batch_size):
-        env = {program.inputs[0]: preprocess.apply(np.asarray(images[start:start + batch_size]))}
-        _apply_tap(tap, env, program.inputs[0])
-        for i, (k, run, kc) in enumerate(steps):
-            for t, v in zip(k.outputs, run(k, [env[t] for t in k.inputs], kc)):
-                env[t] = v
-                _apply_tap(tap, env, t)
-            for t in k.inputs:
-                if last.get(t) == i and t not in program.outputs:
-                    env.pop(t, None)
-        results.append(env[out_name])
+    with single_thread_blas():  # the same float32 rounding for any core count (module doc)
+        for start in range(0, len(images), batch_size):
+            env = {program.inputs[0]: preprocess.apply(np.asarray(images[start:start + batch_size]))}
+            _apply_tap(tap, env, program.inputs[0])
+            for i, (k, run, kc) in enumerate(steps):
+                for t, v in zip(k.outputs, run(k, [env[t] for t in k.inputs], kc)):
+                    env[t] = v
+                    _apply_tap(tap, env, t)
+                for t in k.inputs:
+                    if last.get(t) == i and t not in program.outputs:
+                        env.pop(t, None)
+            results.append(env[out_name])
     return np.concatenate(results) if results else np.zeros((0, *program.tensors[out_name].shape), np.float32)
 
 

@@ -79,6 +79,9 @@ def evaluate_checkpoint(path: Path, data: str, split: str = "test", limit: int |
         raise UserInputError("--compare compares a compressed model with its float original; give --passes too")
     if passes is not None:
         parse_pipeline(passes)  # fail on a bad pipeline before loading anything
+    from edgevit.threads import apply_thread_policy
+
+    apply_thread_policy()  # torch on the available cores, BLAS on one thread (edgevit/threads.py)
     model = load_model_source(path, import_options,
                               warn=lambda message: print(f"warning: {message}", file=sys.stderr, flush=True))
     splits = load_for_spec(data, model.spec, data_root, str(path))

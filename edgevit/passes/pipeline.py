@@ -5,6 +5,11 @@ YAML text or a `.yaml`/`.yml` path (edgevit/passes/yaml_pipeline.py). `run_pipel
 (edgevit/passes/registry.py) on a deep copy of the model. The passes know no target: a caller that
 wants peak-memory figures in the reports injects `memory_of(program) -> bytes` (`edgevit compile`
 passes its target's estimate of the activation memory on the artifact's profile).
+
+Every pass runs inside `edgevit.threads.deterministic_section()` (torch and BLAS on one thread
+each): its results (calibrated scales, re-parameterised, pruned or fine-tuned weights) reach the
+artifact, and float reductions split across threads round differently for each thread count, so
+they would make the artifact depend on the machine's core count.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from edgevit.errors import EdgevitError, UserInputError
 from edgevit.passes.grammar import check_order, parse_pipeline_string
 from edgevit.passes.registry import PassReport, known_passes
 from edgevit.passes.yaml_pipeline import parse_pipeline_yaml
+from edgevit.threads import deterministic_section
 
 
 def parse_pipeline(text: str) -> list[tuple[str, dict[str, Any]]]:
@@ -56,8 +62,9 @@ def run_pipeline(model: Any, passes: str | Sequence[tuple[str, dict[str, Any]]],
         if say is not None:
             say("starting")
         t0 = time.perf_counter()
-        current, report = registry[name].fn(copy.deepcopy(current), calib, eval_data=eval_data, progress=say,
-                                            **opts)
+        with deterministic_section():  # results independent of the core count (module doc)
+            current, report = registry[name].fn(copy.deepcopy(current), calib, eval_data=eval_data, progress=say,
+                                                **opts)
         report.seconds = round(time.perf_counter() - t0, 3)
         if peak is not None:
             peak.fill(report, before=reports[-1].peak_bytes_after if reports else peak.of(model), after=current)
