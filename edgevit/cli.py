@@ -14,7 +14,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from edgevit.errors import EdgevitError
+from edgevit.errors import EdgevitError, InfeasibleError
 from edgevit.model.importers import cli as imports
 
 app = typer.Typer(
@@ -63,7 +63,7 @@ def train(
     seed: int = typer.Option(0, "--seed"),
     init: Optional[Path] = typer.Option(None, "--init", help="Start from this checkpoint's weights."),
     data_root: Optional[Path] = typer.Option(None, "--data-root", help="Where the dataset files live."),
-    threads: int = typer.Option(0, "--threads", help="torch threads (0: all cores)."),
+    threads: int = typer.Option(0, "--threads", help="torch threads (0: $EDGEVIT_THREADS, else the cores available)."),
     no_resume: bool = typer.Option(False, "--no-resume", help="Start over even if OUT holds a run."),
     shift: int = typer.Option(2, "--shift", min=0, help="Random translation augmentation, in pixels."),
     no_flip: bool = typer.Option(False, "--no-flip", help="No horizontal-flip augmentation."),
@@ -132,8 +132,11 @@ def export_onnx_cmd(
 ) -> None:
     """Export a model to ONNX (opset 17, batch dimension dynamic)."""
     from edgevit.model.importers.source import load_model_source
-    from edgevit.model.onnx_export import export_onnx
+    from edgevit.model.onnx_export import MAX_OPSET, MIN_OPSET, export_onnx
+    from edgevit.validate import check_out, int_in_range
 
+    int_in_range(opset, "--opset", low=MIN_OPSET, high=MAX_OPSET, hint="the default 17 suits onnxruntime")
+    check_out(out, "file")  # before the model loads
     export_onnx(load_model_source(model, warn=lambda m: err_console.print(f"warning: {m}", highlight=False)), out,
                 opset=opset)
     Console().print(f"[green]wrote[/] {out}")
@@ -147,7 +150,8 @@ def compile_cmd(
     passes: Optional[str] = typer.Option(None, "--passes", help='Pipeline before lowering, e.g. "quant(w=8,a=8)".'),
     data: str = typer.Option("fashion-mnist", "--data", help="Dataset for calibration and test vectors."),
     data_root: Optional[Path] = typer.Option(None, "--data-root"),
-    vectors: int = typer.Option(50, "--vectors", min=1, help="Test images bundled with the artifact."),
+    vectors: Optional[int] = typer.Option(None, "--vectors", help="Test images bundled with the artifact, "
+                                          "1..10000 (default 50, or the whole test split when it is smaller)."),
     schedule: Optional[str] = typer.Option(None, "--schedule", help="MCU kernel schedules: fast (default) or reference."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU library: default thread count of its thread pool (EDGEVIT_DEFAULT_THREADS, default 1)."),
     calib_size: Optional[int] = typer.Option(None, "--calib-size", min=1),
@@ -201,9 +205,15 @@ def run_cmd(
 ) -> None:
     """Run an artifact's test vectors on a runner; check outputs against the reference interpreter."""
     from edgevit.backend.artifact import load_artifact
-    from edgevit.backend.run import pick_runner, print_result, run_vectors
+    from edgevit.backend.run import check_timeout, pick_runner, print_result, run_vectors
     from edgevit.errors import UserInputError
+    from edgevit.validate import int_in_range
 
+    check_timeout(timeout)
+    for value, option, low, high in ((bench_runs, "--bench-runs", 0, 1_000_000), (threads, "--threads", 1, 1024),
+                                     (ssh_port, "--ssh-port", 1, 65535), (baud, "--baud", 1, 100_000_000)):
+        if value is not None:
+            int_in_range(value, option, low=low, high=high)
     art = load_artifact(artifact)
     ssh = {k: v for k, v in dict(ssh_host=ssh_host, ssh_user=ssh_user, ssh_port=ssh_port, ssh_key=ssh_key,
                                   ssh_known_hosts=ssh_known_hosts, ssh_host_key_check=ssh_host_key_check).items()
@@ -242,8 +252,47 @@ def main() -> None:
         err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
-        err_console.print("interrupted")
-        sys.exit(130)
+        _interrupted()
+    except SystemExit as e:
+        if _caused_by_interrupt(e):  # typer turns Ctrl-C into a silent exit 130 before we see it
+            _interrupted()
+        raise
+    except MemoryError:
+        _out_of_memory("")
+    except RuntimeError as e:  # torch's allocator: "DefaultCPUAllocator: can't allocate memory: ..."
+        if not any(s in str(e) for s in OOM_MESSAGES):
+            raise
+        _out_of_memory(str(e).split("DefaultCPUAllocator: ")[-1].split(". Error code")[0])
+
+
+OOM_MESSAGES = ("can't allocate memory", "not enough memory")
+
+
+def _out_of_memory(detail: str) -> None:
+    """One message and exit 3 when an allocation failed (the estimates of validate.py passed, yet the
+    machine or its limit had less than the command needed); the writers leave nothing behind."""
+    err_console.print(f"[bold red]error:[/] out of memory{' (' + detail + ')' if detail else ''}: this machine "
+                      "or its memory limit cannot hold what the command needs; use a smaller model, batch "
+                      "(--batch-size) or dataset, or raise the limit.",
+                      highlight=False, soft_wrap=True)
+    sys.exit(InfeasibleError.exit_code)
+
+
+def _caused_by_interrupt(exc: BaseException) -> bool:
+    """Whether a KeyboardInterrupt is among the causes / contexts of `exc`."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _interrupted() -> None:
+    """Say so on stderr and exit 130 (128 + SIGINT), as shells do."""
+    err_console.print("interrupted", highlight=False)
+    sys.exit(130)
 
 if __name__ == "__main__":
     main()

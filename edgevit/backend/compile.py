@@ -22,14 +22,13 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from edgevit.backend.artifact_write import check_out_dir, seal, write_atomically
+from edgevit.backend.budget_hints import reduce_hint
+from edgevit.backend.compile_checks import (check_pipeline_for_target, check_vectors, check_weights_fit,
+                                            vectors_to_bundle)
 from edgevit.errors import InfeasibleError, UserInputError
 
 __all__ = ["check_budget", "check_out_dir", "compile_artifact", "print_summary", "summary_of", "write_atomically"]
 
-SUGGESTED_PASSES = ("quant(w=8,a=8) (int8 activations and weights: about 4x less memory than float)",
-                    "tome(r=...) (token merging: fewer rows in every activation)",
-                    "prune(heads=...) (fewer attention heads / MLP channels)",
-                    "lowrank(...) (smaller weights)")
 
 
 @contextmanager
@@ -45,12 +44,6 @@ def _stages(enabled: bool) -> Iterator[Callable[[str], None]]:
                   console=Console(stderr=True), transient=True) as p:
         task = p.add_task("starting", total=None)
         yield lambda msg: p.update(task, description=msg)
-
-
-def _suggestions(program) -> list[str]:
-    """Passes worth trying (quant only for float programs)."""
-    is_float = program.meta.get("lowering", "float") == "float"
-    return [p for p in SUGGESTED_PASSES if is_float or not p.startswith("quant")]
 
 
 def _calibrate_and_lower(model, passes: str | None, calib, calib_size: int | None, say, memory_of=None):
@@ -73,15 +66,16 @@ def _calibrate_and_lower(model, passes: str | None, calib, calib_size: int | Non
 
 def check_budget(costs, program, profile, passes: str | None, hint: str = "") -> None:
     """InfeasibleError (exit 3) when any resource pool of `costs` exceeds its budget; the message gives
-    every pool over budget, the target's `hint` (e.g. the largest buffers) and what to try."""
+    every pool over budget, then the target's `hint` (what fills the pools over budget and the passes
+    that shrink them: Target.over_budget_hint) or, without one, the passes that shrink any memory."""
     over = costs.over_budget
     if not over:
         return
+    advice = hint.strip() or f"Compress the model: {reduce_hint('both', program)}."
     raise InfeasibleError(
         f"{program.name!r} (passes: {passes or 'none'}) does not fit {profile.name}: "
-        f"{'; '.join(p.describe() for p in over)}. {hint + ' ' if hint else ''}Compress the model with --passes, "
-        f"e.g. {'; '.join(_suggestions(program))}, or let `edgevit search --profile {profile.name}` find an "
-        "architecture that fits. Nothing was written.")
+        f"{'; '.join(p.describe() for p in over)}. {advice} Or let `edgevit search --profile {profile.name}` find "
+        "an architecture that fits. Nothing was written.")
 
 
 def check_supported(target, program, profile) -> None:
@@ -98,14 +92,15 @@ def _warn(message: str) -> None:
 
 
 def compile_artifact(model, profile, out, passes: str | None = None, data: str = "fashion-mnist",
-                     data_root=None, vectors: int = 50, calib_size: int | None = None, force: bool = False,
+                     data_root=None, vectors: int | None = None, calib_size: int | None = None, force: bool = False,
                      progress: bool = True, import_options=None, **options) -> dict:
     """Compile `model` for `profile` (name or YAML path) into the artifact directory `out`.
 
     `model`: an edgevit checkpoint or any source `edgevit import` reads (ONNX, a timm / Hugging Face
     state_dict or directory), imported on the fly with `import_options` (an ImportOptions).
 
-    `vectors` test images come from the dataset's test split; calibration (passes) uses its train
+    `vectors` test images come from the dataset's test split (None: 50, or the whole split when it is
+    smaller; more than the split has is an error, not a silent clamp); calibration (passes) uses its train
     split. `options` go to the target's build (MCU: schedule="fast" | "reference"). Returns a summary
     dict (out, target, profile, program, memory, pools, kernels, vectors, files, seconds). Errors:
     UserInputError (bad options, OUT exists, unsupported program), InfeasibleError (over budget;
@@ -117,24 +112,35 @@ def compile_artifact(model, profile, out, passes: str | None = None, data: str =
     from edgevit.data.resize import load_for_spec
     from edgevit.model.importers.source import load_model_source
     from edgevit.profiles.profile import load_profile
+    from edgevit.validate import check_out
 
     t0 = time.perf_counter()
     out = Path(out)
+    check_vectors(vectors)
     prof = load_profile(profile)
     target = get_target(prof)
     target.check_options(options)
+    target.check_profile(prof)  # e.g. a core or ISA the backend cannot generate code for
+    steps = []
     if passes:
         from edgevit.passes.pipeline import parse_pipeline
 
-        parse_pipeline(passes)  # a bad pipeline fails before anything is loaded
+        steps = parse_pipeline(passes)  # a bad pipeline fails before anything is loaded
+    check_pipeline_for_target(steps, target, prof)
+    check_out(out, "dir")  # writable: checked before any heavy work
     check_out_dir(out, force)
+    from edgevit.threads import apply_thread_policy
+
+    apply_thread_policy()  # torch on the available cores, BLAS on one thread (edgevit/threads.py)
     with _stages(progress) as say:
         say("loading the model")
         net = load_model_source(Path(model), import_options, warn=_warn)
+        check_weights_fit(net.spec, steps, prof, str(model))  # before calibration: weights the device cannot hold
         splits = None
         if passes:  # calibration data first; without passes the budget is checked before any data is read
             say(f"loading the dataset {data}")
             splits = load_for_spec(data, net.spec, data_root, str(model))
+            vectors = vectors_to_bundle(vectors, splits.test, data)
         program, reports = _calibrate_and_lower(net, passes, splits.train if splits else None, calib_size, say,
                                                 memory_of=lambda p: target.estimate(p, prof).activation_bytes)
         check_supported(target, program, prof)
@@ -144,6 +150,7 @@ def compile_artifact(model, profile, out, passes: str | None = None, data: str =
         if splits is None:
             say(f"loading the dataset {data}")
             splits = load_for_spec(data, net.spec, data_root, str(model))
+            vectors = vectors_to_bundle(vectors, splits.test, data)
         say(f"test vectors: {vectors} images of the test split through the reference interpreter")
         vecs = dataset_vectors(program, splits.test, vectors)
         files = target.build(program, prof, costs, vecs, passes=passes, pass_reports=reports, progress=say, **options)

@@ -42,8 +42,10 @@ def flash_cmd(
     from rich.console import Console
 
     from edgevit.backend.artifact import load_artifact
+    from edgevit.backend.run import check_timeout
     from edgevit.backend.target import get_target
 
+    check_timeout(timeout)  # nan / inf / <= 0: one error before the artifact is read
     art = load_artifact(artifact)
     target = get_target(art.target_info()["kind"])
     options = {k: v for k, v in dict(tool=tool, probe=probe, timeout=timeout).items() if v is not None}

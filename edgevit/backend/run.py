@@ -24,12 +24,14 @@ from typing import Iterator
 import numpy as np
 
 from edgevit.errors import UserInputError
+from edgevit.validate import finite_number
 from edgevit.backend.artifact import Artifact, load_artifact
 from edgevit.backend.protocol import DeviceRun, parse_output
 from edgevit.backend.runner import Runner, Stage, get_runner
 from edgevit.backend.vectors import Vectors
 
 FLOAT_RTOL = 1e-4
+MAX_TIMEOUT_S = 7 * 24 * 3600.0  # a week: more is a typo (and overflows some waits)
 SHOWN_MISMATCHES = 10
 
 
@@ -48,6 +50,7 @@ def run_artifact(artifact: str | Path, runner: str | Runner | None = None, count
     runners whose ticks are core cycles: cycles_per_inference, latency_ms and its median / p90 / min / mean). Raises ArtifactError / ToolchainError / UserInputError (exit 2) and
     RunFailedError (exit 1) with messages for people."""
     art = load_artifact(artifact)
+    art.refuse_inside(keep_build, "keep_build")  # a valid artifact stays valid after a run
     run = runner if isinstance(runner, Runner) else pick_runner(art, runner, sanitize=sanitize, keep_build=keep_build)
     return run_vectors(art, run, count=count, timeout=timeout, progress=progress)
 
@@ -56,10 +59,9 @@ def run_vectors(art: Artifact, run: Runner, count: int | None = None, timeout: f
                 progress: bool = True) -> dict:
     """Build and run the first `count` (default: all) bundled vectors of the loaded artifact `art`
     on the runner `run` (see pick_runner) and return the checked result dict (run_artifact's keys)."""
+    check_timeout(timeout)
     vectors = art.load_vectors()
     count = resolve_count(count, vectors.count, art.root)
-    if timeout is not None and timeout <= 0:
-        raise UserInputError(f"--timeout must be a positive number of seconds (got {timeout})")
     profile = art.profile()
     run.check(art, profile)
     limit = timeout if timeout is not None else run.default_timeout(art, profile, count)
@@ -89,6 +91,15 @@ def pick_runner(art: Artifact, name: str | None, **options) -> Runner:
         raise UserInputError(f"--runner {chosen!r} cannot run {art.root} (a {info['kind']} artifact); runners that "
                              f"can: {', '.join(info['runners']) or 'none'}")
     return get_runner(chosen, target, **options)
+
+
+def check_timeout(timeout: float | None) -> float | None:
+    """`timeout` (seconds, None: the runner's default) when it is a finite number in (0, MAX_TIMEOUT_S];
+    UserInputError naming --timeout otherwise (nan and inf included)."""
+    if timeout is None:
+        return None
+    return finite_number(timeout, "--timeout", low=0, low_open=True, high=MAX_TIMEOUT_S,
+                         hint="seconds (leave it out for the runner's default)")
 
 
 def resolve_count(count: int | None, bundled: int, root: Path) -> int:

@@ -37,7 +37,7 @@ import numpy as np
 
 from edgevit.backend.artifact import Artifact
 from edgevit.backend.errors import RunFailedError
-from edgevit.backend.run import compare_outputs, timing
+from edgevit.backend.run import check_timeout, compare_outputs, timing
 from edgevit.backend.runner import Runner
 from edgevit.backend.stream_results import Record, StreamResults, default_results_path
 from edgevit.errors import UserInputError
@@ -110,8 +110,8 @@ def run_streamed(art: Artifact, run: Runner, data: str, *, data_root: Path | Non
     if not run.supports_stream():
         raise UserInputError(f"--data streams test images to a board; the {run.name} runner runs only the bundled "
                              "vectors (drop --data, or use a runner that streams: MCU serial)")
-    if timeout is not None and timeout <= 0:
-        raise UserInputError(f"--timeout must be a positive number of seconds (got {timeout})")
+    check_timeout(timeout)
+    art.refuse_inside(results, "--results")  # a valid artifact stays valid after a run
     program = load_program(art)
     profile = art.profile()
     run.check(art, profile)

@@ -68,6 +68,10 @@ class Target(ABC):
         """Reasons this target cannot run `program` on `profile` (op, dtype, shape), [] when it can."""
         return []
 
+    def check_profile(self, profile) -> None:
+        """UserInputError when this target cannot compile for `profile` at all (e.g. a core or ISA it
+        generates no code for), checked before any work; by default it can."""
+
     def check_options(self, options: dict[str, Any]) -> None:
         """UserInputError for a build option this target does not know or accept (before any work)."""
         if options:

@@ -73,6 +73,7 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
     """All arrays of the file; DataError if it is missing, unreadable or lacks required keys."""
     if not path.is_file():
         raise DataError(f"npz dataset {path} does not exist")
+    _check_zip(path)
     arrays: dict[str, np.ndarray] = {}
     try:
         with np.load(path, allow_pickle=False) as z:
@@ -93,6 +94,21 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
             f"{', '.join(REQUIRED_KEYS)} (found: {', '.join(sorted(arrays)) or 'nothing'})"
         )
     return arrays
+
+
+def _check_zip(path: Path) -> None:
+    """DataError unless `path` starts like a zip archive (what numpy.savez writes): numpy would
+    otherwise try to unpickle any other file and answer with advice about allow_pickle."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError as e:
+        raise DataError(f"{path}: cannot read the npz dataset ({e.strerror or e})") from None
+    if head[:2] != b"PK":
+        what = "an empty file" if not head else ("a single .npy array" if head.startswith(b"\x93NUMP") else
+                                                 "not a zip archive")
+        raise DataError(f"{path}: not a readable .npz dataset ({what}); write one with numpy.savez(path, "
+                        "x_train=..., y_train=..., x_test=..., y_test=...)")
 
 
 def _to_uint8(x: np.ndarray, what: str) -> np.ndarray:

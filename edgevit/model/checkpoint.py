@@ -6,13 +6,13 @@ Directory form (what `edgevit train` writes and the zoo ships):
                          (JSON) and free-form info (recipe, metrics)
 Single-file form: just a `.safetensors` file whose metadata holds the spec.
 Every load checks weights against the spec and fails on the first mismatching key.
+Saving writes each file through edgevit/atomic_write.py: a temporary sibling renamed over the
+target, so a killed save leaves the previous file whole, and the next save removes its leftovers.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -21,8 +21,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from safetensors import safe_open
 
+from edgevit.atomic_write import make_dir, write_file_atomically
 from edgevit.data.normalize import Normalization
 from edgevit.errors import CheckpointError, EdgevitError
+from edgevit.model.footprint import check_model_fits
 from edgevit.model.spec import ViTSpec
 from edgevit.model.vit import VisionTransformer
 
@@ -45,12 +47,32 @@ def check_state_dict(model: torch.nn.Module, state: Mapping[str, torch.Tensor], 
     for key in state:
         if key not in expected:
             raise CheckpointError(f"{source}: unexpected key {key!r} (shape {tuple(state[key].shape)}) not in the spec")
+    check_finite_weights(state, source)
+
+
+def check_finite_weights(state: Mapping[str, torch.Tensor], source: str) -> None:
+    """CheckpointError naming the first tensor of `state` (in key order) holding NaN or infinite
+    values, with how many and where the first is: such weights compile to garbage or fail late."""
+    for key in sorted(state):
+        t = state[key]
+        if not (torch.is_floating_point(t) or torch.is_complex(t)):
+            continue
+        bad = ~torch.isfinite(t)
+        if bool(bad.any()):
+            first = tuple(int(i) for i in bad.nonzero()[0])
+            value = t[first].item() if first else t.item()
+            raise CheckpointError(f"{source}: tensor {key!r} holds {int(bad.sum()):,} non-finite value(s) (first: "
+                                  f"{value} at index {list(first)}); the weights are broken (a diverged training?): "
+                                  "retrain or use another checkpoint")
 
 
 def model_from_state_dict(
     spec: ViTSpec, state: Mapping[str, torch.Tensor], preprocess: Normalization | None, source: str
 ) -> VisionTransformer:
-    """Build the module for `spec` and load `state` into it after a strict key/shape check."""
+    """Build the module for `spec` and load `state` into it after a strict key/shape check and a
+    check that every weight is finite; InfeasibleError (exit 3) first when the spec's model cannot
+    fit this machine's memory (model/footprint.py)."""
+    check_model_fits(spec, source)
     model = VisionTransformer(spec, preprocess)
     check_state_dict(model, state, source)
     model.load_state_dict({k: v.to(torch.float32) for k, v in state.items()})
@@ -60,7 +82,9 @@ def model_from_state_dict(
 def save_checkpoint(model: VisionTransformer, path: str | Path, info: dict[str, Any] | None = None) -> Path:
     """Write `model` as a checkpoint directory (or a single file if `path` ends in .safetensors).
 
-    The write is atomic: files go to a temporary sibling first, then are renamed.
+    Each file is written atomically (edgevit/atomic_write.py): a temporary sibling renamed over the
+    target; leftovers of a killed save are removed first. UserInputError naming the path when it
+    cannot be written (read-only place, below a file, a directory where the file should be).
     """
     path = Path(path)
     meta = {
@@ -72,19 +96,10 @@ def save_checkpoint(model: VisionTransformer, path: str | Path, info: dict[str, 
     }
     tensors = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
     if path.suffix == ".safetensors":
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        save_file(tensors, str(tmp), metadata=meta)
-        os.replace(tmp, path)
-        return path
-    path.mkdir(parents=True, exist_ok=True)
-    for name, write in ((WEIGHTS_FILE, lambda p: save_file(tensors, str(p), metadata=meta)),
-                        (SPEC_FILE, lambda p: p.write_text(model.spec.to_yaml()))):
-        fd, tmp = tempfile.mkstemp(dir=path, prefix=f".{name}.")
-        os.close(fd)
-        write(Path(tmp))
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path / name)
+        return write_file_atomically(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
+    make_dir(path)
+    write_file_atomically(path / WEIGHTS_FILE, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
+    write_file_atomically(path / SPEC_FILE, model.spec.to_yaml())
     return path
 
 
@@ -124,7 +139,10 @@ def load_checkpoint(path: str | Path) -> VisionTransformer:
     else:
         raise CheckpointError(f"{path}: checkpoint not found")
     preprocess = _preprocess_from_meta(meta, weights)
-    state = load_file(str(weights))
+    try:
+        state = load_file(str(weights))
+    except (SafetensorError, OSError) as e:
+        raise CheckpointError(f"{weights}: not a readable safetensors file ({e})") from None
     return model_from_state_dict(spec, state, preprocess, str(weights))
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,17 +17,24 @@ import torch
 from torch import nn
 
 from edgevit import __version__
+from edgevit.atomic_write import write_file_atomically
 from edgevit.data import ArrayDataset, compute_normalization
 from edgevit.data.resize import load_for_spec
 from edgevit.errors import CheckpointError, UserInputError
 from edgevit.model.checkpoint import checkpoint_info, load_checkpoint, save_checkpoint
 from edgevit.model.evaluate import accuracy
+from edgevit.model.footprint import check_training_fits
 from edgevit.model.progress import epoch_progress
 from edgevit.model.spec import ViTSpec
 from edgevit.model.vit import VisionTransformer, build_model
+from edgevit.validate import check_out, finite_number, int_in_range
 
 STATE_FILE = "train_state.pt"
 SCHEDULES = ("cosine", "onecycle")
+MAX_EPOCHS = 100_000
+MAX_LR = 10.0            # AdamW diverges far below; larger is a typo
+MAX_SEED = 2**32 - 1     # seeds feed torch generators (seed * 1000 + epoch must fit 64 bits)
+MAX_THREADS = 1024
 
 
 @dataclass(frozen=True)
@@ -48,13 +54,24 @@ class TrainConfig:
     threads: int = 0
 
     def check(self) -> None:
-        """Raise UserInputError for out-of-range settings."""
+        """Raise UserInputError naming the option for an out-of-range setting (nan and inf included)."""
         if self.schedule not in SCHEDULES:
             raise UserInputError(f"--schedule must be one of {SCHEDULES} (got {self.schedule!r})")
-        if not 0.0 <= self.label_smoothing < 1.0:
-            raise UserInputError(f"--label-smoothing must be in [0, 1) (got {self.label_smoothing})")
-        if self.lr <= 0:
-            raise UserInputError(f"--lr must be > 0 (got {self.lr})")
+        int_in_range(self.epochs, "--epochs", low=1, high=MAX_EPOCHS)
+        int_in_range(self.batch_size, "--batch-size", low=1)
+        finite_number(self.lr, "--lr", low=0, low_open=True, high=MAX_LR, hint="e.g. 2e-3")
+        finite_number(self.weight_decay, "--weight-decay", low=0)
+        finite_number(self.label_smoothing, "--label-smoothing", low=0, high=1, high_open=True)
+        finite_number(self.warmup_epochs, "--warmup-epochs", low=0, high=MAX_EPOCHS)
+        int_in_range(self.shift, "--shift", low=0)
+        int_in_range(self.seed, "--seed", low=0, high=MAX_SEED)
+        int_in_range(self.threads, "--threads", low=0, high=MAX_THREADS, hint="0 uses every core")
+
+    def check_for(self, spec: ViTSpec, source: str) -> None:
+        """UserInputError for settings that do not suit `spec`: a --shift of the image size or more."""
+        if self.shift >= spec.image_size:
+            raise UserInputError(f"--shift {self.shift}: must be smaller than the image size of {source} "
+                                 f"({spec.image_size} px); a few pixels (default 2) is the usual augmentation")
 
 
 def augment(images: torch.Tensor, shift: int, flip: bool, gen: torch.Generator) -> torch.Tensor:
@@ -76,8 +93,8 @@ def augment(images: torch.Tensor, shift: int, flip: bool, gen: torch.Generator) 
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """AdamW groups: decay on matrices/convs; none on biases, norms, cls token and positions
-    (`pos_embed`, or the supernet's per-grid `pos_embeds.g<grid>`)."""
+    """AdamW groups: decay on matrices/convs; none on biases, norms, class / distillation tokens and
+    positions (`pos_embed`, or the supernet's per-grid `pos_embeds.g<grid>`)."""
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         skip = p.ndim <= 1 or name in ("cls_token", "dist_token", "pos_embed") or name.startswith("pos_embeds.")
@@ -104,8 +121,12 @@ def _load_state(out: Path, spec: ViTSpec, cfg: TrainConfig, data: str) -> dict |
     state_path = out / STATE_FILE
     if not state_path.is_file():
         return None
-    state = torch.load(state_path, map_location="cpu", weights_only=False)
-    saved = {"spec": state["spec"], "data": state["data"], **state["config"]}
+    try:
+        state = torch.load(state_path, map_location="cpu", weights_only=False)
+        saved = {"spec": state["spec"], "data": state["data"], **state["config"]}
+    except Exception as e:  # a truncated or foreign file: any unpickling error
+        raise CheckpointError(f"{state_path}: not a readable training state ({type(e).__name__}: {e}); pass "
+                              "--no-resume to start over or choose another --out") from None
     wanted = {"spec": spec.to_yaml(), "data": data, **asdict(cfg)}
     differ = [k for k in wanted if saved.get(k) != wanted[k]]
     if differ:
@@ -117,11 +138,9 @@ def _load_state(out: Path, spec: ViTSpec, cfg: TrainConfig, data: str) -> dict |
 
 
 def _save_state(out: Path, model, opt, sched, epoch: int, history: list, spec, cfg, data) -> None:
-    tmp = out / (STATE_FILE + ".tmp")
-    torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                "epoch": epoch, "history": history, "spec": spec.to_yaml(), "config": asdict(cfg),
-                "data": data}, tmp)
-    os.replace(tmp, out / STATE_FILE)
+    state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+             "epoch": epoch, "history": history, "spec": spec.to_yaml(), "config": asdict(cfg), "data": data}
+    write_file_atomically(out / STATE_FILE, lambda tmp: torch.save(state, tmp))  # never a half-written state
 
 
 def optimizer_step(model: nn.Module, opt: torch.optim.Optimizer, sched, loss: torch.Tensor) -> None:
@@ -147,6 +166,9 @@ def train_epoch(model, opt, sched, loss_fn, train: ArrayDataset, cfg: TrainConfi
         y = labels[idx]
         logits = model(x)
         loss = loss_fn(logits, y)
+        if not math.isfinite(loss.item()):
+            raise UserInputError(f"training diverged in epoch {epoch + 1}: the loss became {loss.item()} "
+                                 f"(--lr {cfg.lr:g}); lower --lr. This epoch was not saved.")
         optimizer_step(model, opt, sched, loss)
         loss_sum += loss.item() * len(idx)
         correct += (logits.argmax(1) == y).sum().item()
@@ -157,21 +179,30 @@ def train_epoch(model, opt, sched, loss_fn, train: ArrayDataset, cfg: TrainConfi
 
 def train_model(spec_path: Path, data: str, out: Path, cfg: TrainConfig, init: Path | None = None,
                 data_root: Path | None = None, resume: bool = True) -> dict:
-    """Train the spec in `spec_path` on `data`; write a checkpoint to `out`; return final metrics."""
+    """Train the spec in `spec_path` on `data`; write a checkpoint to `out`; return final metrics.
+
+    Checked before the data loads: the settings, `out` (a writable directory place), that the spec
+    fits this machine's memory (model/footprint.py, exit 3); after: its fit at the real batch size."""
     cfg.check()
+    check_out(out, "dir")
     spec = ViTSpec.load(spec_path)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    cfg.check_for(spec, str(spec_path))
+    check_training_fits(spec, 1, str(spec_path))  # the parameters alone: before any data is read
+    if init is not None and not Path(init).exists():
+        raise CheckpointError(f"--init {init}: checkpoint not found")
+    from edgevit.threads import apply_thread_policy
+
+    apply_thread_policy(cfg.threads or None)  # torch: --threads, EDGEVIT_THREADS or all cores; BLAS: 1 thread
     splits = load_for_spec(data, spec, data_root, str(spec_path))  # resized down if the spec asks for it
     if spec.num_classes != len(splits.train.classes):
         raise UserInputError(f"{spec_path}: num_classes is {spec.num_classes} but {data} has {len(splits.train.classes)} classes")
+    check_training_fits(spec, min(cfg.batch_size, len(splits.train)), str(spec_path))
     torch.manual_seed(cfg.seed)
     model = _initial_model(spec, init, compute_normalization(splits.train), cfg.seed)
     opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr)
     steps = math.ceil(len(splits.train) / cfg.batch_size)
     sched = make_scheduler(opt, cfg, steps)
-    out.mkdir(parents=True, exist_ok=True)
-    state = _load_state(out, spec, cfg, data) if resume else None
+    state = _load_state(out, spec, cfg, data) if resume else None  # OUT is created by the first save
     history, start_epoch = [], 0
     if state:
         model.load_state_dict(state["model"])
@@ -197,7 +228,7 @@ def train_model(spec_path: Path, data: str, out: Path, cfg: TrainConfig, init: P
     if init is not None:
         info["init"] = {"path": str(init), "info": checkpoint_info(init)}
     save_checkpoint(model, out, info=info)
-    (out / "metrics.json").write_text(json.dumps(info, indent=2) + "\n")
+    write_file_atomically(out / "metrics.json", json.dumps(info, indent=2) + "\n")
     return {"val_top1": history[-1]["val_top1"], "test_top1": test}
 
 

@@ -116,7 +116,8 @@ def search_cmd(
     seed: int = typer.Option(0, "--seed"),
     workers: int = typer.Option(2, "--workers", min=1, help="Local evaluation processes (1: in this process)."),
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Evaluate on this Ray cluster "
-                                              "(pip install 'edgevit\\[ray]')."),
+                                              "(pip install 'edgevit\\[ray]'; a cluster with token "
+                                              "authentication needs RAY_AUTH_MODE=token and its token here)."),
     supernet_share: float = typer.Option(0.65, "--supernet-share", help="Share of the time budget for the supernet."),
     val_images: int = typer.Option(2000, "--val-images", min=1, help="Validation images per candidate."),
     data_root: Optional[Path] = typer.Option(None, "--data-root", help="Where the dataset files live."),
@@ -127,6 +128,7 @@ def search_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
 ) -> None:
     """Search an architecture that fits the device: supernet, then evolution under the memory budget."""
+    from edgevit.nas.preflight import preflight
     from edgevit.nas.reuse import parse_max_sram
     from edgevit.nas.search import SearchOptions, parse_duration, run_search
 
@@ -134,6 +136,8 @@ def search_cmd(
                          latency_ms=latency_ms, population=population, seed=seed, workers=workers,
                          ray_address=ray_address, supernet_share=supernet_share, val_images=val_images,
                          data_root=data_root, max_sram=parse_max_sram(max_sram), supernet=supernet)
+    opts.check()
+    preflight(opts)  # every option checked before the progress display starts and the data loads
     with RichReporter() as reporter:
         result = run_search(opts, reporter)
     if as_json:

@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
+from edgevit.atomic_write import make_dir, write_file_atomically
 from edgevit.errors import InfeasibleError, UserInputError
 from edgevit.nas.evolve import (EvolveConfig, costs_dict, evolve, read_state, reject_reason, write_json_atomic,
                                 write_state_meta)
@@ -41,6 +42,9 @@ BEST_MODEL_DIR = "best"      # the best spec with its supernet weights, a normal
 FEASIBILITY_SAMPLES = 32
 OUTPUT_RESERVE_S = 3.0       # seconds of the budget kept for writing the outputs
 MIN_SUPERNET_S = 5.0         # below this the supernet is not trained further (if a checkpoint exists)
+MAX_WORKERS = 1024
+MAX_POPULATION = 100_000
+MAX_TIME_BUDGET_S = 30 * 24 * 3600.0
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(s|sec|m|min|h)?\s*$", re.IGNORECASE)
 _UNIT_S = {"": 1.0, "s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
 
@@ -75,15 +79,19 @@ class SearchOptions:
     supernet: Path | None = None     # reuse this trained supernet: no training, the whole budget evolves
 
     def check(self) -> None:
-        """UserInputError naming the first bad option."""
-        if not 0.0 < self.supernet_share < 1.0:
-            raise UserInputError(f"--supernet-share must be in (0, 1) (got {self.supernet_share})")
-        if self.workers < 1:
-            raise UserInputError(f"--workers must be >= 1 (got {self.workers})")
-        if self.val_images < 1:
-            raise UserInputError(f"--val-images must be >= 1 (got {self.val_images})")
-        if self.time_budget_s <= 0:
-            raise UserInputError(f"--time-budget must be positive (got {self.time_budget_s} s)")
+        """UserInputError naming the first bad option (nan and inf included)."""
+        from edgevit.validate import finite_number, int_in_range
+
+        finite_number(self.supernet_share, "--supernet-share", low=0, high=1, low_open=True, high_open=True)
+        int_in_range(self.workers, "--workers", low=1, high=MAX_WORKERS)
+        int_in_range(self.val_images, "--val-images", low=1)
+        int_in_range(self.population, "--population", low=2, high=MAX_POPULATION)
+        int_in_range(self.seed, "--seed", low=0, high=2**32 - 1)
+        finite_number(self.time_budget_s, "--time-budget", low=0, low_open=True, high=MAX_TIME_BUDGET_S,
+                      hint="a duration such as 90s, 30m or 1h (at most 30 days)")
+        if self.latency_ms is not None:
+            finite_number(self.latency_ms, "--latency-ms", low=0, low_open=True,
+                          hint="the slowest estimated latency a candidate may have, in milliseconds")
         EvolveConfig(population=self.population, parents=max(1, min(8, self.population // 2)),
                      latency_ms=self.latency_ms).check()
         if self.supernet is not None:
@@ -236,9 +244,9 @@ def _train_or_load(space, splits, out: Path, opts: SearchOptions, budget_s: floa
     if budget_s < MIN_SUPERNET_S and (ckpt / WEIGHTS_FILE).is_file():
         reporter.note("supernet: its share of the time budget is used up; loading the checkpoint")
         return load_supernet(ckpt)
+    budget_s = max(budget_s, MIN_SUPERNET_S)  # a used-up share still trains the minimum (never "-3 s")
     reporter.stage(f"training the supernet ({budget_s:.0f} s)")
-    supernet = trainer(space, splits, ckpt, SupernetConfig(seed=opts.seed), max(budget_s, MIN_SUPERNET_S),
-                       reporter.supernet)
+    supernet = trainer(space, splits, ckpt, SupernetConfig(seed=opts.seed), budget_s, reporter.supernet)
     info = _supernet_info(ckpt)
     if info.get("step") is not None:
         last = (info.get("history") or [{}])[-1]
@@ -283,13 +291,17 @@ def run_search(opts: SearchOptions, reporter: Reporter | None = None, *, trainer
     t_session = time.monotonic()
     reporter = reporter or Reporter()
     opts.check()
-    if opts.ray_address:
-        from edgevit.nas.workers import check_ray_address, ray_module
+    from edgevit.threads import apply_thread_policy
 
-        ray_module()
-        check_ray_address(opts.ray_address)  # before hours of training, not after
+    apply_thread_policy()  # torch on the available cores, BLAS on one thread (edgevit/threads.py)
+    from edgevit.nas.preflight import preflight
+
+    preflight(opts)  # profile, --space, --out and Ray (with its token authentication): before the data loads
     out = Path(opts.out)
     profile, splits, space, space_source = _load_inputs(opts, reporter)
+    from edgevit.nas.preflight import check_splits
+
+    check_splits(splits, str(opts.data))  # an empty split fails now, not after the supernet trained
     if estimator is None:
         from edgevit.nas.estimate import Estimator as estimator
     estimate = estimator(profile, max_memory=opts.max_sram)
@@ -307,7 +319,7 @@ def run_search(opts: SearchOptions, reporter: Reporter | None = None, *, trainer
         from edgevit.nas.reuse import adopt_supernet
 
         adopt_supernet(opts.supernet, out, space)  # checked before anything else is written to OUT
-    out.mkdir(parents=True, exist_ok=True)
+    make_dir(out)
     state_path = out / STATE_FILE
     meta = {"identity": ident, "settings": _settings(opts), "timings": timings}
     write_state_meta(state_path, "meta", meta)
@@ -346,10 +358,7 @@ def write_outputs(out: Path, result, profile, space, opts: SearchOptions, timing
     from edgevit.model.checkpoint import save_checkpoint
     from edgevit.nas.plot import plot_front
 
-    best_yaml = out / "best.yaml"
-    tmp = out / ".best.yaml.tmp"
-    tmp.write_text(result.best.spec.to_yaml())
-    tmp.replace(best_yaml)
+    best_yaml = write_file_atomically(out / "best.yaml", result.best.spec.to_yaml())
     memory = result.best.costs["pools"][0]
     budgets = {**pool_budgets(result.best.costs), "latency_ms": opts.latency_ms}
     stats = {"evaluated": len(result.candidates), "generations": result.generations, "stopped": result.stopped,

@@ -13,6 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from edgevit.profiles.board_clock import clock_tree
+from edgevit.profiles.machine import this_machine
 from edgevit.profiles.profile import Profile, format_hz, list_profiles, load_profile
 
 app = typer.Typer(
@@ -97,3 +98,6 @@ def show_cmd(
     for label, value in _rows(p):
         table.add_row(label if label.startswith("[bold]") else f"  {label}", escape(value))
     console.print(table)
+    if p.emulator.kind == "native":  # run on this machine, yet described by fixed figures
+        console.print(f"this machine: {escape(this_machine())} (not used: the profile's figures are fixed, so "
+                      "artifacts are the same bytes on every machine)", highlight=False)

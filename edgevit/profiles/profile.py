@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator, model_v
 from edgevit.errors import ProfileError
 from edgevit.profiles.board import CORES_WITH_DWT, Board, FlashMethod, ProfileSection, Uart
 from edgevit.profiles.board_clock import BoardClock
+from edgevit.profiles.cores import core_problem
 from edgevit.profiles.units import Address, Count, Hz, Size, Text, format_bytes, format_hz, format_size, show_value
 
 KINDS = ("mcu", "cpu", "fpga")
@@ -180,6 +181,9 @@ class Profile(_Model):
     def _consistent(self) -> "Profile":
         if self.memory.kind != self.kind:
             raise ValueError(f"memory: is a {self.memory.kind} memory but kind is '{self.kind}'")
+        problem = core_problem(self.core, self.kind, self.isa, self.isa_when_present)  # the table in cores.py
+        if problem:
+            raise ValueError(problem)
         if self.emulator.kind not in _EMULATORS[self.kind]:
             raise ValueError(f"emulator.kind: '{self.emulator.kind}' cannot stand in for a {self.kind} profile; "
                              f"use {' or '.join(_EMULATORS[self.kind])}")
@@ -225,6 +229,16 @@ class Profile(_Model):
     def flash_bytes(self) -> Optional[int]:
         """Flash for code and weights (MCU profiles; None for other kinds)."""
         return self.memory.flash_bytes if isinstance(self.memory, McuMemory) else None
+
+    def weight_capacity(self) -> Optional[tuple[int, str]]:
+        """(bytes, what) of the memory the device keeps a model's weights in: an MCU's flash, a CPU's
+        RAM; None when there is no such limit (FPGA: weights stream from the host)."""
+        m = self.memory
+        if isinstance(m, McuMemory):
+            return m.flash_bytes, "flash"
+        if isinstance(m, CpuMemory):
+            return m.ram_bytes, "RAM"
+        return None
 
     def emulator_label(self) -> str:
         """One-line emulator description, e.g. "qemu-system mps2-an500" or "qemu-user -cpu max"."""

@@ -82,7 +82,11 @@ def import_source(path: str | Path, options: ImportOptions | None = None) -> Imp
 
     options = options or ImportOptions()
     path = Path(path)
-    if not path.exists():
+    try:
+        exists = path.exists()
+    except OSError as e:  # e.g. a name too long for the file system
+        raise CheckpointError(f"{path}: cannot be read ({e.strerror or e})") from None
+    if not exists:
         raise CheckpointError(f"{path}: not found (a model: an edgevit checkpoint, an .onnx file, a .pth/.bin/"
                               ".safetensors state_dict or a Hugging Face model directory)")
     if is_edgevit_checkpoint(path):

@@ -86,13 +86,14 @@ def host_isa() -> HostIsa:
 def profile_arch(profile) -> str:
     """"x86_64" or "aarch64" for a cpu profile's core (x86-64*, cortex-a*, neoverse-*);
     UserInputError for anything else."""
-    core = profile.core.lower()
-    if core.startswith("x86-64") or core in ("x86_64", "amd64"):
-        return X86
-    if core.startswith(("cortex-a", "neoverse-")):
-        return ARM64
-    raise UserInputError(f"profile {profile.name!r}: core {profile.core!r} is not a CPU the cpu backend knows; "
-                         "use an x86-64 core or an Arm Cortex-A / Neoverse core")
+    from edgevit.profiles.cores import find_core
+
+    core = find_core(profile.core)  # the supported cores and the instruction set each runs
+    if core is not None and core.machine in (X86, ARM64):
+        return core.machine
+    what = f"a core of the {core.family} family ({core.machine} code)" if core else "not a core edgevit knows"
+    raise UserInputError(f"profile {profile.name!r}: core {profile.core!r} is {what}; the cpu backend generates "
+                         "x86-64 and aarch64 code: use an x86-64 core or a 64-bit Arm Cortex-A / Neoverse core")
 
 
 def _known_features(profile) -> tuple[list[str], list[str]]:

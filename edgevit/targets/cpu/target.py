@@ -72,6 +72,13 @@ class CpuTarget(Target):
                 reasons.append(str(e))
         return reasons
 
+    def check_profile(self, profile) -> None:
+        """UserInputError when no code can be generated for `profile` (its LLVM target: a core that is not
+        x86-64 / aarch64, ISA names unknown to LLVM, a native profile this host cannot run)."""
+        from edgevit.targets.cpu.isa import llvm_target
+
+        llvm_target(self.own_profile(profile))
+
     def check_options(self, options: dict[str, Any]) -> None:
         """Known options only (BUILD_OPTIONS); `threads` (the library's default thread count) an
         integer 1..MAX_THREADS."""
@@ -94,10 +101,13 @@ class CpuTarget(Target):
         return library_files(program, profile, plan, weight_bytes(program), vectors, **options)
 
     def over_budget_hint(self, costs: Costs, program) -> str:
-        """The largest arena buffers at the plan's peak step."""
+        """The largest arena buffers at the plan's peak step and the passes that shrink RAM (arena and
+        constants both live there)."""
+        from edgevit.backend.budget_hints import reduce_hint
         from edgevit.backend.planner import largest_buffers
 
-        return f"Largest arena buffers {largest_buffers(costs.plan, program)}." if costs.plan is not None else ""
+        buffers = f"Largest arena buffers {largest_buffers(costs.plan, program)}. " if costs.plan is not None else ""
+        return f"{buffers}RAM holds the arena and the constants: {reduce_hint('both', program)}."
 
     def default_runner_for(self, profile) -> str:
         """host for x86-64 profiles, qemu (user mode: outputs only) for the Arm ones, whatever machine

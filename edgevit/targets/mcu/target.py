@@ -90,10 +90,22 @@ class McuTarget(Target):
         return artifact_files(program, profile, plan, vectors=vectors, **options)
 
     def over_budget_hint(self, costs: Costs, program) -> str:
-        """The largest arena buffers at the plan's peak step."""
+        """Per pool over budget, what fills it and the passes that shrink it: SRAM (the largest arena
+        buffers at the plan's peak step; activations), flash (the weights' bytes; weights only)."""
+        from edgevit.backend.budget_hints import reduce_hint
         from edgevit.backend.planner import largest_buffers
 
-        return f"Largest arena buffers {largest_buffers(costs.plan, program)}." if costs.plan is not None else ""
+        over = {p.name for p in costs.over_budget}
+        hints = []
+        if "sram" in over:
+            buffers = f"Largest arena buffers {largest_buffers(costs.plan, program)}. " if costs.plan is not None else ""
+            hints.append(f"{buffers}SRAM: {reduce_hint('activations', program)}.")
+        if "flash" in over:
+            flash = costs.pool("flash")
+            weights = costs.figures.get("weight_bytes")
+            share = f"The weights take {weights:,} B of the {flash.budget:,} B flash. " if weights is not None else ""
+            hints.append(f"{share}Flash: {reduce_hint('weights', program)}.")
+        return " ".join(hints)
 
     def flash(self, artifact, **options) -> dict:
         """Build the artifact's UART firmware for its profile's board and flash it (flash.flash_artifact);

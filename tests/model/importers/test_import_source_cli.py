@@ -148,3 +148,13 @@ def test_issue_acceptance_onnx_to_qemu_with_the_same_weights(monkeypatch, capsys
         r = run_cli(monkeypatch, capsys, "run", tmp_path / "ta", "--runner", runner, "--count", 20, "--json")
         result = json.loads(r.out)
         assert r.code == 0 and result["matches"] == result["count"] == 20, (runner, r.err)
+
+
+def test_names_too_long_are_clear_errors(monkeypatch, capsys, tiny_onnx, tmp_path):
+    # the CLI fuzzer's finding: ENAMETOOLONG from a stat of --out or SOURCE was a traceback
+    long = "x" * 300
+    r = run_cli(monkeypatch, capsys, "import", tiny_onnx, "--out", tmp_path / f"{long}.safetensors", flat_err=True)
+    assert r.code == 2 and "--out" in r.err and "Traceback" not in r.err
+    r = run_cli(monkeypatch, capsys, "import", tmp_path / f"{long}.onnx", "--out", tmp_path / "ck", flat_err=True)
+    assert r.code == 2 and "cannot be read" in r.err
+    assert list(tmp_path.iterdir()) == []

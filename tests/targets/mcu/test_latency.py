@@ -81,7 +81,8 @@ def test_float_programs_and_uncalibrated_cores_have_no_estimated_latency(tmp_pat
     src = (profile_dir() / "stm32f746-disco.yaml").read_text()
     path = tmp_path / "m3.yaml"
     path.write_text(src.replace("name: stm32f746-disco", "name: m3").replace("cortex-m7", "cortex-m3")
-                    .replace(", dsp, fpv5-sp-d16", "").replace(", -mfpu=fpv5-sp-d16, -mfloat-abi=hard", ""))
+                    .replace(", dsp, fpv5-sp-d16", "").replace(", -mfpu=fpv5-sp-d16, -mfloat-abi=hard", "")
+                    .replace("armv7e-m", "armv7-m"))  # a Cortex-M3 is ARMv7-M (profiles/cores.py)
     costs = McuTarget().estimate(int8_program(spec_of("fmnist-tiny")), path)
     assert costs.latency_ms is None and costs.memory.used > 0
 
