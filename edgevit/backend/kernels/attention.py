@@ -30,7 +30,7 @@ Schedules (both bit-exact):
     1024-token table; smaller F keeps R in 64 bits; F is part of the function name).
   Measured on QEMU mps2-an500 (Cortex-M7, gcc -O2, SysTick under -icount): steps 2-3 cost ~25
   emulated instructions per score element (~31 when sn < 32; reference schedule ~51) plus ~3 for
-  the running max in step 1; CMSIS-NN's arm_softmax_s8 ~520.
+  the running max in step 1 (benchmarks/mcu_speed.py; no other library was measured).
 
 float32 (the reference's steps up to summation order): s_j = (q . k_j) * scale (float32; scale
 compiled in exactly) [+ logf(size_j), computed once per call into a second scratch row: 8 * N
