@@ -98,8 +98,11 @@ def check_timeout(timeout: float | None) -> float | None:
     UserInputError naming --timeout otherwise (nan and inf included)."""
     if timeout is None:
         return None
-    return finite_number(timeout, "--timeout", low=0, low_open=True, high=MAX_TIMEOUT_S,
-                         hint="seconds (leave it out for the runner's default)")
+    try:
+        return finite_number(timeout, "--timeout", low=0, low_open=True, high=MAX_TIMEOUT_S)
+    except UserInputError:
+        raise UserInputError(f"--timeout {timeout!r}: must be a positive number of seconds, at most "
+                             f"{MAX_TIMEOUT_S:.0f} (leave it out for the runner's default)") from None
 
 
 def resolve_count(count: int | None, bundled: int, root: Path) -> int:
