@@ -8,7 +8,8 @@ the library calls behind them (no budget check: the fuzzer is after wrong code, 
 
     randomise(build_model(spec)) -> run_pipeline -> lower -> Target.supports / estimate / build
     -> seal + program_files -> write_atomically -> run_artifact(runner, sanitize) -> every output
-    equal to the reference interpreter's (int8: bit-exact; float32: backend/run.py's 1e-4 rule)
+    equal to the reference interpreter's (int8: bit-exact; float32: backend/run.py's 1e-4 rule, or,
+    for a vector the model itself makes ill-conditioned, float_conditioning.py's rule against float64)
 
 Nothing is cached between cases: every case builds its own model, Program, artifact and binary.
 Every case can be written as one JSON line (`CaseLog`), so a long run leaves a record of what it
@@ -79,19 +80,20 @@ def pipelines(draw, spec) -> str:
     correction and GPTQ. tome only when the spec has at least two patches to merge; whole-block
     pruning only when a block is left."""
     steps = []
-    if spec.grid * spec.grid >= 2 and draw(st.booleans()):
+    often = st.sampled_from([True, True, False])  # most programs get passes, most of them quant (bit-exact int8)
+    if spec.grid * spec.grid >= 2 and draw(often):
         steps.append(f"tome(r={draw(st.integers(1, 3))},schedule={draw(st.sampled_from(['constant', 'decreasing']))})")
-    if draw(st.booleans()):
+    if draw(often):
         blocks = draw(st.integers(0, 1)) if spec.depth > 1 else 0
         steps.append(f"prune(heads={draw(st.sampled_from([0.0, 0.25, 0.5]))},mlp={draw(st.sampled_from([0.0, 0.3, 0.5]))},"
                      f"blocks={blocks},importance={draw(st.sampled_from(['magnitude', 'activation', 'taylor']))},"
                      f"scope={draw(st.sampled_from(['global', 'block']))},calib=8)")
-    if draw(st.booleans()):
+    if draw(often):
         size = (f"ratio={draw(st.sampled_from([0.3, 0.5, 0.7]))}" if draw(st.booleans())
                 else f"energy={draw(st.sampled_from([0.8, 0.95]))}")
         steps.append(f"lowrank({size},layers={draw(st.sampled_from(['all', 'attn', 'mlp', '[qkv,fc2]']))})")
     steps = list(draw(st.permutations(steps)))
-    if draw(st.booleans()):
+    if draw(often):
         steps.append(f"quant(w={draw(st.sampled_from([8, 4]))},a=8,"
                      f"observer={draw(st.sampled_from(['minmax', 'percentile', 'mse']))},"
                      f"residual={draw(st.sampled_from(['int8', 'int16']))},calib={draw(st.integers(4, 16))},"
@@ -155,7 +157,7 @@ def input_images(spec, style: str, seed: int, n: int = VECTORS) -> np.ndarray:
 
 
 def build_program(case: Case):
-    """The lowered Program of the case's randomly weighted model after its pipeline."""
+    """(model after the pipeline, its lowered Program) for the case's randomly weighted model."""
     from edgevit.lower import lower
     from edgevit.model.vit import build_model
     from edgevit.passes.pipeline import run_pipeline
@@ -164,7 +166,7 @@ def build_program(case: Case):
     model = randomise(build_model(case.spec, seed=case.seed), case.seed)
     if case.pipeline:
         model, _ = run_pipeline(model, case.pipeline, calibration_data(case.spec, case.seed))
-    return lower(model)
+    return model, lower(model)
 
 
 def write_case_artifact(case: Case, program, out: Path) -> None:
@@ -201,18 +203,33 @@ def check_case(case: Case, workdir: Path) -> dict:
 
     t0 = time.perf_counter()
     try:
-        program = build_program(case)
+        model, program = build_program(case)
     except UserInputError as e:
         raise Rejected(str(e)) from e
     out = workdir / "artifact"
     write_case_artifact(case, program, out)
     result = run_artifact(out, case.backend.runner, sanitize=case.backend.sanitize, progress=False)
-    assert result["count"] == VECTORS and result["matches"] == VECTORS, (
-        f"{case.describe()}: mismatches at {result['mismatches']}, max |error| {result['max_abs_error']}, "
-        f"rule {result['match_rule']}")
+    record = {**case.describe(), "kernels": len(program.kernels), "dtype": result["dtype"]}
+    problem = (f"{case.describe()}: mismatches at {result['mismatches']}, max |error| {result['max_abs_error']}, "
+               f"rule {result['match_rule']}")
+    assert result["count"] == VECTORS, problem
+    if result["matches"] != VECTORS:
+        assert result["dtype"] == "float32", problem  # integer outputs: bit-exact, no excuse
+        record["ill_conditioned"] = ill_conditioned_vectors(model, out, case, problem)
     shutil.rmtree(out)
-    return {**case.describe(), "kernels": len(program.kernels), "dtype": result["dtype"],
-            "seconds": round(time.perf_counter() - t0, 2)}
+    return {**record, "seconds": round(time.perf_counter() - t0, 2)}
+
+
+def ill_conditioned_vectors(model, artifact: Path, case: Case, problem: str) -> list[dict]:
+    """A float32 artifact failed the fixed rule: its vectors judged against float64 (float_conditioning.py);
+    AssertionError unless every one passes, else the numbers of those that passed as ill-conditioned."""
+    from tests.fuzz.float_conditioning import device_outputs_of, judge, model_outputs
+
+    outputs, vectors = device_outputs_of(artifact, case.backend.runner, case.backend.sanitize)
+    truth, torch32 = model_outputs(model, vectors.inputs)
+    rows = judge(outputs, vectors.expected, truth, torch32)
+    assert all(r["passes"] for r in rows), f"{problem}; against float64: {rows}"
+    return [r for r in rows if not r["fixed_rule"]]
 
 
 @dataclass
@@ -223,10 +240,12 @@ class CaseLog:
     checked: dict[str, int] = field(default_factory=dict)
     rejected: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    ill_conditioned: int = 0
 
     def add(self, record: dict) -> None:
         """Count one checked program (and log it)."""
         self.checked[record["backend"]] = self.checked.get(record["backend"], 0) + 1
+        self.ill_conditioned += bool(record.get("ill_conditioned"))
         self._write({"outcome": "checked", **record})
 
     def reject(self, case: Case, reason: str) -> None:

@@ -78,7 +78,8 @@ def test_many_random_programs_on_every_backend(tmp_path_factory) -> None:
     log = CaseLog(_log_path())
     collect = bool(os.environ.get("EDGEVIT_FUZZ_FINDINGS"))
     fuzz(tmp_path_factory, backends, LONG_PROGRAMS, log, collect=collect)
-    print(f"codegen fuzz: {log.programs} programs matched the reference {log.checked}, {len(log.failed)} did not, "
+    print(f"codegen fuzz: {log.programs} programs matched the reference {log.checked} ({log.ill_conditioned} of them "
+          f"float32 with ill-conditioned vectors judged against float64), {len(log.failed)} did not, "
           f"{len(log.rejected)} rejected by a pass")
     assert not log.failed, f"{len(log.failed)} programs differ from the reference or failed to build / run: " + \
         "; ".join(log.failed[:5])
