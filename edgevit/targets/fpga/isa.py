@@ -26,7 +26,7 @@ HEADER = (("op", 4), ("pop_prev", 1), ("pop_next", 1), ("push_prev", 1), ("push_
 DEP_FLAGS = ("pop_prev", "pop_next", "push_prev", "push_next")
 
 OPCODES = {"LOAD": 1, "STORE": 2, "GEMM": 3, "TILE": 4, "REQUANT": 5, "ADD": 6, "LAYERNORM": 7, "SOFTMAX": 8,
-           "COPY": 9, "MEANPOOL": 10, "MERGE": 11, "FINISH": 15}
+           "COPY": 9, "MEANPOOL": 10, "MERGE": 11, "LUT": 12, "FINISH": 15}
 OP_NAMES = {code: name for name, code in OPCODES.items()}
 
 # Which module executes each instruction; modules run in the order load -> compute -> store.
@@ -60,6 +60,8 @@ LAYOUTS: dict[str, tuple[tuple[str, int], ...]] = {
     "MERGE": (("has_sizes", 1), ("dtype", 2), ("tokens", 24), ("tokens_stride", 16), ("qkv", 24),
               ("qkv_stride", 16), ("sizes", 24), ("dst", 24), ("dst_stride", 16), ("dst_sizes", 24),
               ("rows", 16), ("cols", 16), ("r", 8), ("heads", 8), ("head_dim", 8), ("protect", 8)),
+    "LUT": (("src", 24), ("src_stride", 24), ("dst", 24), ("dst_stride", 24), ("rows", 16), ("cols", 16),
+            ("param", 24)),
     "FINISH": (),
 }
 
