@@ -31,7 +31,7 @@ system:
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[dev,ray,boards]'
+	$(PY) -m pip install -q -e '.[dev,ray,boards,fpga]'
 	@touch $@
 
 setup: system $(STAMP)
