@@ -295,11 +295,13 @@ def test_run_timeout_nan_with_a_real_artifact(cli, tmp_path) -> None:
     (["--out", "{tmp}/file.txt"], ["--out", "not a directory"]),
     (["--out", "{tmp}/full"], ["--out", "not a search output directory"]),
     (["--out", "/sys/edgevit-search"], ["--out /sys/edgevit-search"]),
-    (["--profile", "zcu104"], ["zcu104", "no backend"]),
+    (["--profile", "{tmp}/nowhere.yaml"], ["nowhere", "no backend"]),  # a profile naming a target that does not exist
     (["--ray-address", "nonsense"], ["--ray-address"]),
 ])
 def test_search_checks_every_option_before_the_data_loads(cli, tmp_path, extra, words) -> None:
     (tmp_path / "file.txt").write_text("x")
+    (tmp_path / "nowhere.yaml").write_text((ROOT / "edgevit" / "profiles" / "zcu104.yaml").read_text()
+                                           .replace("name: zcu104", "name: nowhere\ntarget: nowhere"))
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "mine.txt").write_text("keep")
     (tmp_path / "bad-space.yaml").write_text((ROOT / "edgevit" / "nas" / "spaces" / "mcu.yaml").read_text()

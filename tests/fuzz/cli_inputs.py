@@ -190,7 +190,8 @@ def draw_checkpoint(data, assets: Assets, inputs: Path, bad: bool, must_fail: li
 def draw_profile(data, assets: Assets, inputs: Path, bad: bool, budget: str = "any") -> str:
     """A --profile value. Valid: with budget "tiny", a shipped MCU profile whose SRAM / flash nothing fits
     (compile stops at the budget check, exit 3); else a shipped name or a copy of a shipped file (with
-    budget "compilable", not an FPGA one: no backend compiles for those yet). Bad:
+    budget "compilable", not an FPGA one: the FPGA target compiles integer Programs only, so it
+    needs a quant pipeline). Bad:
     mutated fields, raw junk YAML, or a name / path that is no profile."""
     path = inputs / "profile.yaml"
     if not bad:

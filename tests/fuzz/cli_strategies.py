@@ -308,7 +308,7 @@ SEARCH_INVALID = {"--time-budget": ["nan", "-1m", "0", "abc", "10 parsecs", "inf
                   "--latency-ms": ["nan", "-1", "inf", "abc", "0"], "--supernet-share": ["nan", "0", "1.5", "-1", "inf"],
                   "--population": ["1", "0", "-5", "nan"], "--workers": ["0", "-1", "nan"],
                   "--val-images": ["0", "-1", "nan"], "--max-sram": ["-1KiB", "abc", "0", "nan", "1e999KiB"],
-                  "--space": ["MISSING", "JUNK"], "--supernet": ["MISSING"], "--profile": ["pynq-z2", "no-such"],
+                  "--space": ["MISSING", "JUNK"], "--supernet": ["MISSING"], "--profile": ["no-such", "JUNK"],
                   "--data": ["BAD"], "--out": ["FILE", "BELOW-FILE", "SYS"],
                   "--ray-address": ["localhost:1", "nonsense", ""]}
 

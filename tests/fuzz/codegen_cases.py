@@ -1,7 +1,8 @@
 """What the generated-code fuzzer (test_codegen_fuzz.py) draws and how it checks one program.
 
 One case = a random small ViTSpec (tests/conftest.vit_specs) with random weights, a random pass
-pipeline (tome / prune / lowrank in any valid order, optionally quant last, with random options),
+pipeline (tome / prune / lowrank in any valid order, optionally quant last, with random options;
+always quant for backends that run integer Programs only, `Backend.int8_only`),
 random inputs (uniform, constant black / white, saturating stripes), and a backend: a target, one of
 its profiles and a runner. `check_case` goes the way `edgevit compile` + `edgevit run` go, through
 the library calls behind them (no budget check: the fuzzer is after wrong code, not big models):
@@ -33,6 +34,7 @@ from edgevit.targets.cpu.isa import missing_on_host
 
 MCU_PROFILES = ("stm32f746-disco", "stm32h743", "nrf52840", "corstone-300")
 ARM_CPU_PROFILES = ("cortex-a76", "rpi4")
+FPGA_PROFILES = ("pynq-z2", "zcu104")
 VECTORS = 3
 INPUT_STYLES = ("uniform", "black", "white", "stripes")
 
@@ -49,6 +51,7 @@ class Backend:
     sanitize: bool
     tools: tuple[str, ...]
     slow_only: bool = False
+    int8_only: bool = False  # the target runs integer Programs only: every pipeline ends with quant
 
     def missing(self) -> list[str]:
         """Programs (or host CPU features) this backend lacks on this machine; [] when it can run."""
@@ -61,6 +64,7 @@ class Backend:
 BACKENDS = (
     Backend("mcu-host-asan", "mcu", MCU_PROFILES, "host", True, ("gcc", "make")),
     Backend("cpu-host-asan", "cpu", ("host",), "host", True, ("gcc", "make")),
+    Backend("fpga-fsim", "fpga", FPGA_PROFILES, "fsim", False, (), int8_only=True),
     Backend("mcu-qemu", "mcu", MCU_PROFILES, "qemu", False, ("arm-none-eabi-gcc", "qemu-system-arm", "make"),
             slow_only=True),
     Backend("cpu-qemu-aarch64", "cpu", ARM_CPU_PROFILES, "qemu", False,
@@ -74,11 +78,11 @@ def available_backends(slow: bool) -> list[Backend]:
 
 
 @st.composite
-def pipelines(draw, spec) -> str:
+def pipelines(draw, spec, quant: bool = False) -> str:
     """A random valid pipeline for `spec`: a subset of tome / prune / lowrank with random options in a
-    random order, then (or not) quant with random weight bits, observer, residual dtype, repq, bias
-    correction and GPTQ. tome only when the spec has at least two patches to merge; whole-block
-    pruning only when a block is left."""
+    random order, then (or not; always with `quant`) quant with random weight bits, observer, residual
+    dtype, repq, bias correction and GPTQ. tome only when the spec has at least two patches to merge;
+    whole-block pruning only when a block is left."""
     steps = []
     often = st.sampled_from([True, True, False])  # most programs get passes, most of them quant (bit-exact int8)
     if spec.grid * spec.grid >= 2 and draw(often):
@@ -93,7 +97,7 @@ def pipelines(draw, spec) -> str:
                 else f"energy={draw(st.sampled_from([0.8, 0.95]))}")
         steps.append(f"lowrank({size},layers={draw(st.sampled_from(['all', 'attn', 'mlp', '[qkv,fc2]']))})")
     steps = list(draw(st.permutations(steps)))
-    if draw(often):
+    if quant or draw(often):
         steps.append(f"quant(w={draw(st.sampled_from([8, 4]))},a=8,"
                      f"observer={draw(st.sampled_from(['minmax', 'percentile', 'mse']))},"
                      f"residual={draw(st.sampled_from(['int8', 'int16']))},calib={draw(st.integers(4, 16))},"
@@ -125,7 +129,7 @@ def draw_case(data, spec, backends: list[Backend]) -> Case:
     """Draw the rest of a case for `spec` from hypothesis `data` (st.data())."""
     backend = data.draw(st.sampled_from(backends), label="backend")
     return Case(spec=spec, seed=data.draw(st.integers(0, 2**16), label="seed"),
-                pipeline=data.draw(pipelines(spec), label="pipeline"),
+                pipeline=data.draw(pipelines(spec, quant=backend.int8_only), label="pipeline"),
                 inputs=data.draw(st.sampled_from(INPUT_STYLES), label="inputs"), backend=backend,
                 profile=data.draw(st.sampled_from(backend.profiles), label="profile"),
                 schedule=data.draw(st.sampled_from(["fast", "reference"]), label="schedule")
