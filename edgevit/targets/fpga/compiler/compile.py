@@ -19,6 +19,7 @@ from typing import Callable
 from edgevit.lower.program import Kernel, Program
 from edgevit.targets.fpga.compiler.common import DDR_ALIGN, ITEMSIZE, FpgaCompileError, align, ceil_div
 from edgevit.targets.fpga.compiler.context import EmitContext
+from edgevit.targets.fpga.compiler.cycles import estimate_cycles, summary
 from edgevit.targets.fpga.compiler.emit_attention import attention_scratch, emit_attention
 from edgevit.targets.fpga.compiler.emit_attention import param_words as attention_param_words
 from edgevit.targets.fpga.compiler.emit_gemm import emit_linear, emit_patch_embed, patch_scratch
@@ -50,7 +51,7 @@ class CompiledProgram:
     stream: bytes
     weights: bytes
     memory_map: dict
-    stats: dict = field(default_factory=dict)
+    stats: dict = field(default_factory=dict)   # counts, sizes and "cycles_estimate" (cycles.py: an estimate)
 
 
 def _input_in_act(program: Program) -> bool:
@@ -69,6 +70,24 @@ def _act_tensors(program: Program) -> set[str]:
     return names if _input_in_act(program) else names - {program.inputs[0]}
 
 
+def _param_words(program: Program, k: Kernel) -> int:
+    """Words of the largest PARAM block kernel `k` loads (attention: with its score table)."""
+    consts = program.kernel_consts(k)
+    if k.op == "linear":
+        return 3 + 64 + 3 * consts["weight"].shape[0]
+    if k.op == "patch_embed":
+        return 3 + 3 * consts["weight"].shape[0]
+    if k.op == "attention":
+        return attention_param_words(k, consts)
+    return vector_param_words(k, consts)
+
+
+def _pin_budget(program: Program, cfg: OverlayConfig) -> int:
+    """PARAM words shared blocks may pin: a quarter of PARAM, less if the largest block would not fit."""
+    largest = max([_param_words(program, k) for k in program.kernels], default=0)
+    return max(0, min(cfg.param_words // 4, cfg.param_words - largest))
+
+
 def _kernel_reasons(program: Program, k: Kernel, cfg: OverlayConfig) -> list[str]:
     """Field-width and scratchpad limits one kernel breaks (empty: fine)."""
     out, where = [], f"kernel {k.name!r} ({k.op})"
@@ -79,20 +98,20 @@ def _kernel_reasons(program: Program, k: Kernel, cfg: OverlayConfig) -> list[str
             out.append(f"{where}: tensor {info.name!r} {list(info.shape)} has more than {U16} rows or row bytes "
                        "(the vector instructions' 16-bit fields)")
     consts = program.kernel_consts(k)
-    words, acc_per_row = vector_param_words(k, consts), 0
+    words, acc_per_row = _param_words(program, k), 0
     if k.op == "linear":
         m = consts["weight"].shape[0]
-        words, acc_per_row = 3 + 64 + 3 * m, ceil_div(m, cfg.bm)
+        acc_per_row = ceil_div(m, cfg.bm)
         if program.tensors[k.inputs[0]].dtype != "int8":
             out.append(f"{where}: input {k.inputs[0]!r} must be int8 (GEMM reads int8)")
     elif k.op == "patch_embed":
         d = consts["weight"].shape[0]
-        words, acc_per_row = 3 + 3 * d, ceil_div(d, cfg.bm)
+        acc_per_row = ceil_div(d, cfg.bm)
         if k.inputs[0] != program.inputs[0] or program.tensors[k.inputs[0]].dtype != "int8":
             out.append(f"{where}: patch_embed must read the int8 program input (it gathers patches from DDR)")
     elif k.op == "attention":
         n = program.tensors[k.inputs[0]].shape[0]
-        words, acc_per_row = attention_param_words(k, consts), ceil_div(n, cfg.bm)
+        acc_per_row = ceil_div(n, cfg.bm)
     elif k.op == "token_merge":
         strides = [program.tensors[t].shape[-1] * ITEMSIZE[program.tensors[t].dtype] for t in k.inputs[:2]]
         small = [int(k.attrs[a]) for a in ("r", "heads", "head_dim", "protect")]
@@ -142,13 +161,15 @@ def compile_program(program: Program, cfg: OverlayConfig) -> CompiledProgram:
     if reasons:
         raise FpgaCompileError("cannot compile for the FPGA overlay:\n  " + "\n  ".join(reasons))
     layout = plan_act(program, cfg, _act_tensors(program), _scratch(program, cfg))
-    ctx = EmitContext(program, cfg, StreamBuilder(cfg), WeightImage(), layout)
+    ctx = EmitContext(program, cfg, StreamBuilder(cfg), WeightImage(), layout, _pin_budget(program, cfg))
     in_name, out_name = program.inputs[0], program.outputs[0]
     in_info, out_info = program.tensors[in_name], program.tensors[out_name]
     if _input_in_act(program):
         ctx.sb.move_bytes("LOAD", 0, ctx.act(in_name), in_info.nbytes, "input")
     for k in program.kernels:
+        ctx.sb.tag = f"{k.op}:{k.name}"
         EMITTERS[k.op](ctx, k)
+    ctx.sb.tag = "store"
     ctx.sb.move_bytes("STORE", 0, ctx.act(out_name), out_info.nbytes, "output")
     n_insns = len(ctx.sb.entries) + 1
     sizes = {"instructions": n_insns * INSN_BYTES, "weights": ctx.weights.size, "input": in_info.nbytes,
@@ -165,6 +186,8 @@ def compile_program(program: Program, cfg: OverlayConfig) -> CompiledProgram:
     ops: dict[str, int] = {}
     for i in insns:
         ops[i.op] = ops.get(i.op, 0) + 1
+    est = estimate_cycles(insns, cfg, [e.tag for e in ctx.sb.entries])
     stats = {"instructions": len(insns), "op_counts": ops, "weight_bytes": ctx.weights.size,
-             "act_peak_bytes": layout.peak, "compile_seconds": time.perf_counter() - t0}
+             "act_peak_bytes": layout.peak, "cycles_estimate": {**summary(est, cfg, program.macs()), **est},
+             "compile_seconds": time.perf_counter() - t0}
     return CompiledProgram(insns, stream, ctx.weights.tobytes(), memory_map, stats)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -24,6 +24,8 @@ class EmitContext:
     sb: StreamBuilder
     weights: WeightImage
     layout: ActLayout
+    pin_budget: int = 0                                         # PARAM words that shared blocks may pin
+    pinned: dict[bytes, int] = field(default_factory=dict)      # content of a pinned block -> its base
 
     def info(self, tensor: str) -> TensorInfo:
         """The TensorInfo of a Program tensor."""
@@ -53,6 +55,21 @@ class EmitContext:
             raise FpgaCompileError(f"PARAM block has {block.size} words, expected {nwords}")
         dram = self.weights.add(block.astype("<i4"))
         self.sb.load_param(base, dram, nwords)
+        return base
+
+    def shared_param(self, block: np.ndarray) -> int:
+        """PARAM base of a constant block that several kernels read (the softmax score table): LOADed once
+        and pinned at the top of PARAM when it fits `pin_budget` words of pinned blocks (later requests of
+        the same content reuse it), else loaded into the ring like `param`."""
+        block = np.asarray(block, dtype=np.int64)
+        key = block.astype("<i4").tobytes()
+        if key in self.pinned:
+            return self.pinned[key]
+        base = self.sb.pin_param(block.size, self.pin_budget)
+        if base is None:
+            return self.param(block.size, lambda _: block)
+        self.sb.load_param(base, self.weights.add(block.astype("<i4")), block.size)
+        self.pinned[key] = base
         return base
 
     def const_rows(self, data: np.ndarray, sram: int, row_bytes: int, sram_stride: int) -> None:

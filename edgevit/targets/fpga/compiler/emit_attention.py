@@ -10,8 +10,9 @@ For head h of qkv [N, 3*H*hd] (row stride S = 3*H*hd bytes; q at column h*hd, k 
   bm head dims the tile rows) over the uint8 probabilities (GEMM unsigned), then REQUANT (scalar
   out_multiplier / out_shift, no bias) into columns h*hd.. of the output.
 One PARAM block per kernel: SOFTMAX header (multiplier, shift, table_base, table_size, log_size_base,
-log_size_len), REQUANT header (zp, qmin, qmax) and channels (0, multiplier, shift) x hd, the exp table and
-the log_size table (absolute PARAM word indices in the header).
+log_size_len), REQUANT header (zp, qmin, qmax) and channels (0, multiplier, shift) x hd and the log_size
+table; the exp table (one per Program) is a shared block, loaded once and pinned at the top of PARAM
+(`EmitContext.shared_param`); the header holds absolute PARAM word indices.
 """
 
 from __future__ import annotations
@@ -34,27 +35,34 @@ def attention_scratch(program: Program, kernel: Kernel, cfg: OverlayConfig) -> d
 
 
 def param_words(kernel: Kernel, consts: dict[str, np.ndarray]) -> int:
-    """Words of the kernel's PARAM block."""
+    """Words of the kernel's PARAM blocks (the per-kernel block plus the shared score table)."""
+    return ring_words(kernel, consts) + consts["score_lut"].size
+
+
+def ring_words(kernel: Kernel, consts: dict[str, np.ndarray]) -> int:
+    """Words of the per-kernel PARAM block: headers, channels and the log_size table."""
     log = consts["log_size"].size if "log_size" in consts else 0
-    return SOFTMAX_HEADER + REQUANT_HEADER + 3 * int(kernel.attrs["head_dim"]) + consts["score_lut"].size + log
+    return SOFTMAX_HEADER + REQUANT_HEADER + 3 * int(kernel.attrs["head_dim"]) + log
 
 
-def _params(ctx: EmitContext, kernel: Kernel) -> tuple[int, int]:
-    """Load the kernel's PARAM block; returns (base, words)."""
+def _params(ctx: EmitContext, kernel: Kernel) -> tuple[int, int, int]:
+    """Load the kernel's PARAM block (the score table is shared: `ctx.shared_param`); returns (base, words,
+    table base)."""
     a = kernel.attrs
     consts = ctx.program.kernel_consts(kernel)
     hd = int(a["head_dim"])
     table = consts["score_lut"].astype(np.int64)
+    t_base = ctx.shared_param(table)
     log = consts["log_size"].astype(np.int64) if "log_size" in consts else np.zeros(0, np.int64)
-    nwords = param_words(kernel, consts)
+    nwords = ring_words(kernel, consts)
 
     def build(base: int) -> np.ndarray:
-        t_base = base + SOFTMAX_HEADER + REQUANT_HEADER + 3 * hd
-        head = words(a["score_multiplier"], a["score_shift"], t_base, table.size, t_base + table.size, log.size)
+        l_base = base + SOFTMAX_HEADER + REQUANT_HEADER + 3 * hd
+        head = words(a["score_multiplier"], a["score_shift"], t_base, table.size, l_base, log.size)
         rq = words(a["out_quant"]["zero_point"], -128, 127)
         chan = [0, a["out_multiplier"], a["out_shift"]] * hd
-        return param_block([head, rq, chan, table.tolist(), log.tolist()])
-    return ctx.param(nwords, build), nwords
+        return param_block([head, rq, chan, log.tolist()])
+    return ctx.param(nwords, build), nwords, t_base
 
 
 def emit_attention(ctx: EmitContext, kernel: Kernel) -> None:
@@ -68,7 +76,8 @@ def emit_attention(ctx: EmitContext, kernel: Kernel) -> None:
     probs = ctx.scratch(kernel, "probs")
     has_sizes = len(kernel.inputs) > 1
     sizes = ctx.act(kernel.inputs[1]) if has_sizes else 0
-    base, nwords = _params(ctx, kernel)
+    base, nwords, t_base = _params(ctx, kernel)
+    t_words = ctx.program.kernel_consts(kernel)["score_lut"].size
     rq = (base + SOFTMAX_HEADER, base + SOFTMAX_HEADER + REQUANT_HEADER, nwords - SOFTMAX_HEADER)
     chunk = max(1, cfg.acc_rows // 2 // ceil_div(n, cfg.bm))
     for h in range(heads):
@@ -82,9 +91,10 @@ def emit_attention(ctx: EmitContext, kernel: Kernel) -> None:
                    transpose=0, wgt=slot, src=src, stride=s, rows=rows, cols=cols)
             return slot
 
-        def softmax(n0: int, rows: int, mb: int | None, acc: int, q_start: int = 0) -> None:
+        def softmax(n0: int, rows: int, mb0: int, tiles: int, acc: int, q_start: int = 0) -> None:
             dst = probs + (q_start + n0) * n
-            reads = [("param", base, base + nwords)] + ([("act", sizes, sizes + 4 * n)] if has_sizes else [])
+            reads = [("param", base, base + nwords), ("param", t_base, t_base + t_words)]
+            reads += [("act", sizes, sizes + 4 * n)] if has_sizes else []
             sb.add("SOFTMAX", reads=reads, writes=[("act", dst, dst + rows * n)], has_sizes=int(has_sizes), acc=acc,
                    rows=rows, cols=n, dst=dst, dst_stride=n, sizes=sizes, param=base)
 
@@ -100,7 +110,8 @@ def emit_attention(ctx: EmitContext, kernel: Kernel) -> None:
             rows_q = min(chunk, n - q_start)
             run_gemm(ctx, f"{kernel.name} (head {h} scores)", rows_q, hd, n, key_tile,
                      lambda n0, kb, q=q0 + q_start * s: q + n0 * s + kb * cfg.bk, s,
-                     lambda n0, rows, mb, acc, q=q_start: softmax(n0, rows, mb, acc, q), whole_rows=True)
+                     lambda n0, rows, mb0, tiles, acc, q=q_start: softmax(n0, rows, mb0, tiles, acc, q),
+                     group=ceil_div(n, cfg.bm))
         run_gemm(ctx, f"{kernel.name} (head {h} P.V)", n, n, hd, value_tile,
                  lambda n0, kb: probs + n0 * n + kb * cfg.bk, n,
                  requant_done(ctx, ya + h * hd, ys, hd, "int8", rq), unsigned=True)

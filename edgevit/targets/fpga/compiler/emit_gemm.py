@@ -2,10 +2,11 @@
 
 `run_gemm` walks the tensorized schedule of `tir_gemm.gemm_steps(n, k, m, cfg)` (output row block n0..n0+rows,
 weight tile (mb, kb), reset on the first kb, last on the final one) and emits, per step, the weight tile
-(a LOAD from the weight image, or a TILE from ACT for attention) and one GEMM over the block's rows. Each
-(row block, tile column) accumulates in its own ACC rows and is requantized (REQUANT, its <= bm columns)
-after its last step; attention's scores instead keep whole rows (row r, column c at acc + r*ceil(m/bm) +
-c//bm, the order SOFTMAX reads) until every tile column is done.
+(from `WeightTiles`: the tiles stored in the weight image in schedule order and LOADed many consecutive
+tiles at a time, one batch ahead; or a TILE from ACT for attention) and one GEMM over the block's rows.
+Tile columns are grouped so that one REQUANT (or SOFTMAX) reads a whole group: group [mb0, mb0+g) of a
+row block accumulates at acc + r*g + (mb - mb0) (the ACC order REQUANT / SOFTMAX read) and is consumed
+after its last step; attention's scores take all columns as one group (softmax needs whole rows).
 
 Linear: y = requantize(x @ w^T + bias) per output channel (REQUANT; with GELU fused, requantize to the
 pre-GELU zero point and look up the table, REQUANT gelu=1). patch_embed: the same GEMM over the im2col
@@ -29,57 +30,122 @@ from edgevit.targets.fpga.config import OverlayConfig
 
 TileFn = Callable[[int, int], int]               # (mb, kb) -> WGT slot holding that tile
 AddrFn = Callable[[int, int], int]               # (n0, kb) -> ACT address of row n0's input bytes kb*bk..
-DoneFn = Callable[[int, int, "int | None", int], None]  # (n0, rows, mb or None, acc) -> consume the ACC rows
+DoneFn = Callable[[int, int, int, int, int], None]  # (n0, rows, mb0, tiles, acc) -> consume the ACC rows
+MAX_BATCH = 16                                   # weight tiles per LOAD (the first LOADs of a GEMM are smaller)
+
+
+def acc_group(rows: int, mbs: int, cfg: OverlayConfig) -> int:
+    """Tile columns that share one ACC block of a row block (so one REQUANT covers them): as many as fit
+    in half of ACC (the other half is for the attention scores / the next block), at least 1."""
+    return max(1, min(mbs, (cfg.acc_rows // 2) // max(1, rows)))
 
 
 def run_gemm(ctx: EmitContext, what: str, n: int, k: int, m: int, tile: TileFn, inp: AddrFn, inp_stride: int,
-             done: DoneFn, unsigned: bool = False, whole_rows: bool = False) -> None:
+             done: DoneFn, unsigned: bool = False, group: int | None = None) -> None:
     """Emit the tiles and GEMMs of acc[n, m] = x[n, k] @ W[m, k]^T along `gemm_steps(n, k, m, cfg)`.
 
-    Default: each (row block, tile column mb) accumulates in its own `rows` ACC rows (acc_stride 1) and
-    done(n0, rows, mb, acc) runs after its last step. `whole_rows`: a row block's tile columns share
-    rows * ceil(m/bm) ACC rows in REQUANT / SOFTMAX order and done(n0, rows, None, acc) runs once every
-    column is finished (softmax needs whole score rows)."""
+    Tile columns are cut in groups of `group` (default `acc_group`; attention's scores pass all of them,
+    softmax needs whole rows): group [mb0, mb0+g) of a row block accumulates in rows * g ACC rows, row r,
+    tile column mb at acc + r*g + (mb - mb0) (the order REQUANT / SOFTMAX read), and
+    done(n0, rows, mb0, g, acc) runs once its g columns are finished. A `tile` with a `plan(steps)` method
+    (WeightTiles) is told the whole schedule first (to batch its LOADs)."""
     cfg, sb = ctx.cfg, ctx.sb
     mbs = ceil_div(m, cfg.bm)
-    open_acc: dict[tuple[int, int], tuple[int, int, set[int]]] = {}
-    for st in gemm_steps(n, k, m, cfg):
-        key = (st.n0, -1 if whole_rows else st.mb)
+    steps = gemm_steps(n, k, m, cfg)
+    if hasattr(tile, "plan"):
+        tile.plan(steps)
+    open_acc: dict[tuple[int, int], tuple[int, int, int, set[int]]] = {}
+    for st in steps:
+        g = group or acc_group(st.rows, mbs, cfg)
+        mb0 = st.mb // g * g
+        width = min(g, mbs - mb0)
+        key = (st.n0, mb0)
         if key not in open_acc:
-            size = st.rows * (mbs if whole_rows else 1)
-            open_acc[key] = (sb.acc.alloc(size, what), st.rows, set(range(mbs)) if whole_rows else {st.mb})
-        acc, rows, open_cols = open_acc[key]
+            open_acc[key] = (sb.acc.alloc(st.rows * width, what), st.rows, width, set(range(mb0, mb0 + width)))
+        acc, rows, width, open_cols = open_acc[key]
         slot = tile(st.mb, st.kb)
         addr = inp(st.n0, st.kb)
         sb.add("GEMM", reads=[("wgt", slot, slot + 1), ("act", addr, addr + (rows - 1) * inp_stride + cfg.bk)],
-               reset=int(bool(st.reset)), unsigned=int(unsigned), wgt=slot,
-               acc=acc + st.mb if whole_rows else acc, acc_stride=mbs if whole_rows else 1,
-               inp=addr, inp_stride=inp_stride, count=rows)
+               reset=int(bool(st.reset)), unsigned=int(unsigned), wgt=slot, acc=acc + st.mb - mb0,
+               acc_stride=width, inp=addr, inp_stride=inp_stride, count=rows)
         if st.last:
             open_cols.discard(st.mb)
             if not open_cols:
-                done(st.n0, rows, None if whole_rows else st.mb, acc)
+                done(st.n0, rows, mb0, width, acc)
                 sb.acc.free(acc)
                 del open_acc[key]
     if open_acc:
         raise AssertionError(f"{what}: the GEMM schedule left accumulators {sorted(open_acc)} unfinished")
 
 
-def weight_tiles(ctx: EmitContext, w: np.ndarray) -> TileFn:
-    """Tile loader for an int8 weight [M, K]: tile (mb, kb) = w[mb*bm.., kb*bk..] zero padded to bm x bk,
-    added to the weight image when first used and LOADed into the next WGT slot each time."""
-    cfg = ctx.cfg
-    m, k = w.shape
-    padded = np.zeros((ceil_div(m, cfg.bm) * cfg.bm, ceil_div(k, cfg.bk) * cfg.bk), dtype=np.int8)
-    padded[:m, :k] = w
-    offsets: dict[tuple[int, int], int] = {}
+class WeightTiles:
+    """The tiles of an int8 weight [M, K] (tile (mb, kb) = w[mb*bm.., kb*bk..] zero padded to bm x bk) for
+    one GEMM: `plan(steps)` puts them in the weight image in the order the schedule uses them (one block)
+    and cuts the uses into multi-tile LOADs (consecutive tiles into consecutive WGT slots, growing from
+    MAX_BATCH / 4 to MAX_BATCH tiles); `(mb, kb) -> slot` is called once per step, in order, and emits
+    the LOAD of the current batch if not done yet plus the next one (prefetch). When every distinct tile
+    fits in half of WGT, each is loaded once and stays resident for every row block."""
 
-    def tile(mb: int, kb: int) -> int:
-        if (mb, kb) not in offsets:
-            block = padded[mb * cfg.bm:(mb + 1) * cfg.bm, kb * cfg.bk:(kb + 1) * cfg.bk]
-            offsets[(mb, kb)] = ctx.weights.add(np.ascontiguousarray(block))
-        return ctx.sb.load_tile(offsets[(mb, kb)])
-    return tile
+    def __init__(self, ctx: EmitContext, w: np.ndarray) -> None:
+        cfg = self.cfg = ctx.cfg
+        self.ctx = ctx
+        m, k = w.shape
+        self.padded = np.zeros((ceil_div(m, cfg.bm) * cfg.bm, ceil_div(k, cfg.bk) * cfg.bk), dtype=np.int8)
+        self.padded[:m, :k] = w
+        self.slots: list[int] = []
+        self.batch_of: list[int] = []                  # use -> index of the batch that loads it (-1: resident)
+        self.batches: list[tuple[int, int, int]] = []  # (slot0, dram0, tiles)
+        self.emitted = 0
+        self.use = 0
+
+    def _block(self, mb: int, kb: int) -> np.ndarray:
+        bm, bk = self.cfg.bm, self.cfg.bk
+        return self.padded[mb * bm:(mb + 1) * bm, kb * bk:(kb + 1) * bk]
+
+    def plan(self, steps) -> None:
+        """Lay the tiles out in the weight image in use order and plan the LOAD batches (class docstring)."""
+        cfg, sb, tb = self.cfg, self.ctx.sb, self.cfg.tile_bytes
+        uses = [(st.mb, st.kb) for st in steps]
+        order = list(dict.fromkeys(uses))
+        base = self.ctx.weights.add(np.concatenate([np.ascontiguousarray(self._block(*t)).reshape(-1)
+                                                    for t in order]))
+        dram = {t: base + i * tb for i, t in enumerate(order)}
+        resident = len(order) <= cfg.wgt_tiles // 2
+        limit = max(1, min(MAX_BATCH, cfg.wgt_tiles // 4))
+        home: dict[tuple[int, int], int] = {}
+        for t in uses:
+            if resident and t in home:
+                self.slots.append(home[t])
+                self.batch_of.append(-1)
+                continue
+            slot = home[t] = sb.next_tile_slot()
+            prev = self.batches[-1] if self.batches else None
+            cap = max(1, limit >> max(0, 3 - len(self.batches)))   # ramp: limit/4, limit/2, limit, ...
+            if (prev and self.batch_of and self.batch_of[-1] == len(self.batches) - 1 and prev[2] < cap
+                    and slot == prev[0] + prev[2] and dram[t] == prev[1] + prev[2] * tb):
+                self.batches[-1] = (prev[0], prev[1], prev[2] + 1)
+            else:
+                self.batches.append((slot, dram[t], 1))
+            self.slots.append(slot)
+            self.batch_of.append(len(self.batches) - 1)
+
+    def _emit_through(self, b: int) -> None:
+        while self.emitted <= min(b, len(self.batches) - 1):
+            self.ctx.sb.load_tiles(*self.batches[self.emitted])
+            self.emitted += 1
+
+    def __call__(self, mb: int, kb: int) -> int:
+        i = self.use
+        self.use += 1
+        b = self.batch_of[i]
+        if b >= 0:
+            self._emit_through(b + 1)
+        return self.slots[i]
+
+
+def weight_tiles(ctx: EmitContext, w: np.ndarray) -> WeightTiles:
+    """The tile provider of run_gemm for an int8 weight [M, K] (WeightTiles)."""
+    return WeightTiles(ctx, w)
 
 
 def requant_params(ctx: EmitContext, bias: np.ndarray, multiplier: np.ndarray, shift: np.ndarray, zp: int,
@@ -97,14 +163,14 @@ def requant_params(ctx: EmitContext, bias: np.ndarray, multiplier: np.ndarray, s
 
 def requant_done(ctx: EmitContext, y: int, y_stride: int, cols: int, out_dtype: str, param: tuple[int, int, int],
                  gelu: bool = False) -> DoneFn:
-    """The `done` of a per-tile GEMM: the block's rows of tile column mb become columns mb*bm.. (at most bm)
-    of `out_dtype` at y + n0*y_stride (REQUANT with the channels of those columns)."""
+    """The `done` of run_gemm: the block's rows of tile columns mb0..mb0+tiles become columns mb0*bm.. of
+    `out_dtype` at y + n0*y_stride (one REQUANT with the channels of those columns)."""
     base, chan, nwords = param
     item, bm = ITEMSIZE[out_dtype], ctx.cfg.bm
 
-    def done(n0: int, rows: int, mb: int | None, acc: int) -> None:
-        c0 = mb * bm
-        width = min(bm, cols - c0)
+    def done(n0: int, rows: int, mb0: int, tiles: int, acc: int) -> None:
+        c0 = mb0 * bm
+        width = min(tiles * bm, cols - c0)
         dst = y + n0 * y_stride + c0 * item
         ctx.sb.add("REQUANT", reads=[("param", base, base + nwords)],
                    writes=[("act", dst, dst + (rows - 1) * y_stride + width * item)], gelu=int(gelu),

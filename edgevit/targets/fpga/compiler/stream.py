@@ -43,6 +43,7 @@ class _Entry:
     op: str
     fields: dict
     region: str | None = None   # DDR region the `dram` field is relative to (relocated in `finish`)
+    tag: str = ""               # "op:kernel" that emitted it (for the cycle estimate)
 
 
 class StreamBuilder:
@@ -58,7 +59,9 @@ class StreamBuilder:
         self.entries: list[_Entry] = []
         self._wgt_next = 0
         self._param_next = 0
+        self._param_limit = cfg.param_words   # words [limit, param_words) hold pinned blocks
         self.acc = AccAllocator(cfg.acc_rows)
+        self.tag = ""              # set by the compiler per kernel; recorded on every entry
 
     # ---- instructions -------------------------------------------------------------
     def add(self, op: str, reads=(), writes=(), region: str | None = None, **fields: int) -> int:
@@ -79,7 +82,7 @@ class StreamBuilder:
                     if other not in NEIGHBOURS[module]:  # load <-> store: through the compute that waited
                         other, last = "compute", self._relay(other, last, idx, op, space, lo, hi)
                     need[other] = max(need.get(other, -1), last)
-        entry = _Entry(op, dict(fields), region)
+        entry = _Entry(op, dict(fields), region, self.tag)
         self.entries.append(entry)
         for other, last in need.items():
             queue = (other, module)
@@ -130,6 +133,13 @@ class StreamBuilder:
                  dram=dram, rows=1, row_bytes=tb, dram_stride=tb, sram_stride=0)
         return slot
 
+    def load_tiles(self, slot: int, dram: int, count: int) -> int:
+        """LOAD `count` consecutive tiles of the weight image (offset `dram`) into WGT slots slot..slot+count
+        (one row a tile); returns the instruction index."""
+        tb = self.cfg.tile_bytes
+        return self.add("LOAD", writes=[("wgt", slot, slot + count)], region="weights", mem=MEM_CODES["wgt"],
+                        sram=slot, dram=dram, rows=count, row_bytes=tb, dram_stride=tb, sram_stride=0)
+
     def next_tile_slot(self) -> int:
         """The next WGT slot of the ring (for TILE, which builds a tile from ACT)."""
         slot = self._wgt_next
@@ -137,15 +147,26 @@ class StreamBuilder:
         return slot
 
     def reserve_param(self, nwords: int) -> int:
-        """First word index of `nwords` PARAM words in the ring (wrapping to 0 when the end is reached);
-        loads into it wait for every compute that still reads those words (the tokens of `add`)."""
-        if nwords > self.cfg.param_words:
-            raise FpgaCompileError(f"a PARAM block of {nwords} words exceeds the overlay's {self.cfg.param_words}")
-        if self._param_next + nwords > self.cfg.param_words:
+        """First word index of `nwords` PARAM words in the ring below the pinned blocks (wrapping to 0 when
+        its end is reached); loads into it wait for every compute that still reads those words (the tokens
+        of `add`)."""
+        if nwords > self._param_limit:
+            raise FpgaCompileError(f"a PARAM block of {nwords} words exceeds the overlay's {self._param_limit} "
+                                   f"(of {self.cfg.param_words}; {self.cfg.param_words - self._param_limit} pinned)")
+        if self._param_next + nwords > self._param_limit:
             self._param_next = 0
         base = self._param_next
         self._param_next += nwords
         return base
+
+    def pin_param(self, nwords: int, budget: int) -> int | None:
+        """First word of `nwords` PARAM words pinned at the top of PARAM for the rest of the stream (the ring
+        shrinks below them), or None when the pinned words would pass `budget`."""
+        pinned = self.cfg.param_words - self._param_limit
+        if pinned + nwords > budget:
+            return None
+        self._param_limit -= nwords
+        return self._param_limit
 
     def load_param(self, base: int, dram: int, nwords: int) -> None:
         """LOAD `nwords` int32 words from the weight image (offset `dram`) to PARAM[base:]."""
@@ -175,7 +196,7 @@ class StreamBuilder:
         """Append FINISH (popping the last store's token) and return the instructions with every `dram`
         field relocated by its region's DDR offset."""
         stores = [i for i, e in enumerate(self.entries) if e.op == "STORE"]
-        fin = _Entry("FINISH", {})
+        fin = _Entry("FINISH", {}, None, "finish")
         if stores:
             self.entries[stores[-1]].fields["push_prev"] = 1
             fin.fields["pop_next"] = 1
