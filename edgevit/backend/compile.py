@@ -189,8 +189,9 @@ def print_summary(summary: dict, console) -> None:
     t.add_column()
     t.add_row("profile", f"{summary['profile']} ({summary['target']} target)")
     t.add_row("passes", summary["passes"] or "(none)")
-    t.add_row("program", f"{summary['lowering']}, {summary['kernels']} kernels in {summary['steps']} steps, "
-                         f"{summary['functions']} functions, {summary['macs']:,} MACs")
+    shape = f"{summary['kernels']} kernels" + (f" in {summary['steps']} steps" if summary["steps"] else "")
+    functions = f", {summary['functions']} functions" if summary["functions"] else ""  # targets that emit C functions
+    t.add_row("program", f"{summary['lowering']}, {shape}{functions}, {summary['macs']:,} MACs")
     mem = summary["memory"]
     if {"arena_bytes", "naive_bytes", "lower_bound_bytes"} <= set(mem):  # the shared planner's figures
         t.add_row("arena", f"{mem['arena_bytes']:,} B (naive {mem['naive_bytes']:,} B, lower bound "
