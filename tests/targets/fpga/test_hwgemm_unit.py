@@ -81,7 +81,7 @@ def test_gemm_issues_one_step_a_cycle(count):
     (done, writes), = _check([gemm])
     assert done == count + GEMM_OVERHEAD
     assert writes == list(range(writes[0], writes[0] + count))  # one ACC row written per cycle after the fill
-    assert writes[0] == GEMM_OVERHEAD  # fill: start, tile fetch, ACT read, 3 array stages
+    assert writes[0] == GEMM_OVERHEAD  # fill: start (with the tile fetch), ACT read, 3 array stages
 
 
 def test_back_to_back_steps_into_one_row_see_each_others_writes():

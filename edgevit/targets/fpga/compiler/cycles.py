@@ -3,11 +3,14 @@
 This is a simple analytic model, not a measurement: part 2 calibrates a real cost model against the
 Verilator overlay (whose counters CYCLES, GEMM_BUSY, ... are the truth). Per instruction:
 
-    GEMM          count + GEMM_OVERHEAD (5)                              (rtl/gemm_unit.py)
+    GEMM          max(count, 1) + GEMM_OVERHEAD (4) from start to done      (rtl/gemm_unit.py); a GEMM right
+                  after a GEMM starts max(count, 1) cycles after it (the unit's `ready`: tile fetch and
+                  pipeline drain overlap), unless the earlier one pushes a token (GEMM_OVERLAP_PUSH)
     TILE          bm reads (bk * ceil(bm / bk) transposed) + 2
     LOAD / STORE  DDR latency (ddr_latency_cycles) + the AXI beats of its rows (one beat a cycle; a row
                   of b bytes at DDR address a takes ceil((a % bus + b) / bus) beats)
-    REQUANT       3 (+64 with gelu) + ceil(cols / ne) * (3 ne + rows + 8), ne = vl / output bytes
+    REQUANT       requant_cycles: 3 (+64 gelu) + 3 ne + 1 + sum over column blocks after the first of
+                  max(rows, 3 nv + 1) + rows + 7 (channel words of the next block prefetched, rtl/vector_requant.py)
     LAYERNORM     rows * (45 + ceil(cols / ne)) + 10          (~57 a row at D = 96, report-hwvec)
     SOFTMAX       rows * (3 * ceil(cols / vl) + 22) + 10      (~44 a row at N = 50)
     ADD           2 cycles a beat of ne elements + 8;  COPY / LUT 1 cycle a beat of vl bytes + 4
@@ -28,7 +31,11 @@ from edgevit.targets.fpga.compiler.common import ceil_div
 from edgevit.targets.fpga.config import OverlayConfig
 from edgevit.targets.fpga.isa import INSN_BYTES, Insn
 
-GEMM_OVERHEAD = 5
+GEMM_OVERHEAD = 4
+# False: the top overlaps a GEMM with the next one only when the first pushes no token (its tokens are
+# pushed when `busy` falls, as for every instruction). True: the top pushes each GEMM's tokens at its own
+# `done` (a FIFO of in-flight push bits), so every GEMM -> GEMM pair overlaps.
+GEMM_OVERLAP_PUSH = False
 QUEUE_DEPTH = {"load": 16, "compute": 16, "store": 8}
 FETCH_DEPTH = 32
 DTYPE_BYTES = {0: 1, 1: 2, 2: 4, 3: 1}
@@ -45,18 +52,28 @@ def _beats(dram: int, row_bytes: int, rows: int, stride: int, bus: int) -> int:
     return sum(ceil_div((dram + r * stride) % bus + row_bytes, bus) for r in range(rows))
 
 
+def requant_cycles(rows: int, cols: int, ne: int, gelu: int) -> int:
+    """Cycles of REQUANT on rtl/vector_requant.py, start to idle, as measured in amaranth.sim
+    (tests/targets/fpga/test_perf_requant.py): header, first block's channel words, then one block per
+    max(rows, its 3 nv channel words + 1), the last block's rows and the pipeline. nv: the block's columns."""
+    if rows == 0 or cols == 0:
+        return 4 + 64 * gelu + 7
+    nv = [min(ne, cols - c) for c in range(0, cols, ne)]
+    return 4 + 64 * gelu + 3 * nv[0] + 1 + sum(max(rows, 3 * n + 1) for n in nv[1:]) + rows + 7
+
+
 def insn_cycles(insn: Insn, cfg: OverlayConfig) -> int:
     """Estimated busy cycles of one instruction on its unit (module docstring), sequencer cycle excluded."""
     f, op, vl = insn.fields, insn.op, cfg.vl
     if op == "GEMM":
-        return f["count"] + GEMM_OVERHEAD
+        return max(f["count"], 1) + GEMM_OVERHEAD
     if op == "TILE":
         return (cfg.bk * ceil_div(cfg.bm, cfg.bk) if f["transpose"] else cfg.bm) + 2
     if op in ("LOAD", "STORE"):
         return cfg.ddr_latency_cycles + _beats(f["dram"], f["row_bytes"], f["rows"], f["dram_stride"], cfg.bus_bytes)
     ne = max(1, vl // DTYPE_BYTES[f.get("dtype", 0)])
     if op == "REQUANT":
-        return 3 + 64 * f["gelu"] + ceil_div(f["cols"], ne) * (3 * ne + f["rows"] + 8)
+        return requant_cycles(f["rows"], f["cols"], ne, f["gelu"]) - 1  # the sequencer cycle is added apart
     if op == "LAYERNORM":
         return f["rows"] * (45 + ceil_div(f["cols"], ne)) + 10
     if op == "SOFTMAX":
@@ -92,6 +109,7 @@ def estimate_cycles(insns: list[Insn], cfg: OverlayConfig, tags: list[str] | Non
     last_end = {m: 0 for m in QUEUE_DEPTH}
     gemm_busy, by_op, gemm_by_op = 0, {}, {}
     prev_compute_end = 0
+    prev_compute = None  # (instruction, start) of the last compute instruction
     for i, insn in enumerate(insns):
         mod = insn.module
         fetched[i] = max(cfg.ddr_latency_cycles + bpi if i == 0 else fetched[i - 1] + bpi,
@@ -100,6 +118,10 @@ def estimate_cycles(insns: list[Insn], cfg: OverlayConfig, tags: list[str] | Non
         room = start[mine[-QUEUE_DEPTH[mod]]] if len(mine) >= QUEUE_DEPTH[mod] else 0
         dispatch[i] = max(fetched[i], dispatch[i - 1] + 1 if i else 0, room)
         ready = max(dispatch[i] + 1, last_end[mod] + 1)
+        if mod == "compute" and insn.op == "GEMM" and prev_compute and prev_compute[0].op == "GEMM":
+            pf = prev_compute[0].fields
+            if GEMM_OVERLAP_PUSH or not (pf.get("push_prev") or pf.get("push_next")):
+                ready = max(dispatch[i] + 1, prev_compute[1] + max(pf["count"], 1))
         for flag in ("pop_prev", "pop_next"):
             if insn.fields.get(flag):
                 q = POPS[(mod, flag)]
@@ -107,14 +129,16 @@ def estimate_cycles(insns: list[Insn], cfg: OverlayConfig, tags: list[str] | Non
                 pops[q] += 1
         cost = insn_cycles(insn, cfg)
         start[i], end[i] = ready, ready + cost
-        last_end[mod] = end[i]
-        busy[mod] += cost
-        by_opcode[insn.op] = by_opcode.get(insn.op, 0) + cost
+        unit = end[i] - max(start[i], last_end[mod])   # busy cycles not already counted (GEMM overlap)
+        last_end[mod] = max(last_end[mod], end[i])
+        busy[mod] += unit
+        by_opcode[insn.op] = by_opcode.get(insn.op, 0) + unit
         for flag in ("push_prev", "push_next"):
             if insn.fields.get(flag):
                 pushes[PUSHES[(mod, flag)]].append(end[i])
         mine.append(i)
         if mod == "compute":
+            prev_compute = (insn, start[i])
             key = (tags[i] if tags else insn.op).split(":")[0]
             by_op[key] = by_op.get(key, 0) + end[i] - prev_compute_end
             prev_compute_end = end[i]

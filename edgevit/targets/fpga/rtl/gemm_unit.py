@@ -3,14 +3,25 @@ WGT and ACC scratchpads, with a start / busy / done handshake.
 
 The unit takes the raw 256-bit instruction (`insn`) and reads its fields through `insn_layout(op)`,
 an Amaranth struct view generated from `isa.LAYOUTS` (no decoding logic: the fields sit where
-`isa.encode` put them). Raise `start` for one cycle with `insn` valid; the unit latches it, raises
-`busy`, and raises `done` for one cycle when the last result is written (then `busy` falls).
-Other opcodes finish at once without effect (the compute module routes only GEMM / TILE here).
+`isa.encode` put them). Raise `start` for one cycle with `insn` valid while `ready` is high; the unit
+latches it, raises `busy`, and raises `done` for one cycle when that instruction's last result is
+written. `busy` stays high while any instruction is in the unit (issuing or in the array pipeline);
+it falls the cycle after the last `done`.
 
-GEMM: fetch the tile (1 cycle), then issue one step a cycle (ACT read of `bk` bytes at the running
-input address, then the array's 3-stage pipeline): `count + GEMM_OVERHEAD` cycles from `start` to
-`done`. TILE: read the source rows from ACT one a cycle into an assembly register (`bm` reads, or
-`bk * ceil(bm/bk)` when transposed), then write the whole tile to WGT in one cycle.
+GEMM: in the start cycle the tile is read from WGT; then one step a cycle (ACT read of `bk` bytes at
+the running input address, then the array's 3-stage pipeline): `done` comes `count + GEMM_OVERHEAD`
+(= 4) cycles after `start`. Back-to-back GEMMs overlap: `ready` is also high in the last issue cycle
+of a GEMM (and while its pipeline drains) when the instruction on `insn` is a GEMM, so the next GEMM's
+tile fetch happens under the last step and its first step follows without a bubble (a GEMM every
+`count` cycles). The array pipeline is continuous across instruction boundaries, so its ACC
+read-after-write forwarding covers steps of different instructions (acc_stride 0, a GEMM reading the
+row the previous one is still writing), and the tile register switches exactly between the last step
+of one GEMM and the first of the next. Each step carries its own reset / unsigned / ACC row; `done`
+pulses stay one per instruction and in order (a `last step` flag travels with the pipeline).
+TILE and other opcodes start only when `ready` with the pipeline empty (the unit is idle): TILE reads
+the source rows from ACT one a cycle into an assembly register (`bm` reads, or `bk * ceil(bm/bk)` when
+transposed), then writes the whole tile to WGT in one cycle. Other opcodes finish at once without
+effect (the compute module routes only GEMM / TILE here).
 
 `GemmCore` wires a unit to its own scratchpads, and leaves the ports the other units need (ACT
 write, WGT write, ACC read 1) on the outside: the top level, the simulators and tests use it.
@@ -27,7 +38,7 @@ from edgevit.targets.fpga.rtl.gemm_array import LATENCY, GemmArray
 from edgevit.targets.fpga.rtl.scratchpad import (ACC_BITS, ACT_ADDR_BITS, TILE_BITS, AccScratchpad, ActScratchpad,
                                                  ReadPort, WgtScratchpad, WritePort)
 
-GEMM_OVERHEAD = 2 + LATENCY  # start + tile fetch + ACT read latency + array pipeline
+GEMM_OVERHEAD = 1 + LATENCY  # start (+ tile fetch) + ACT read latency + array pipeline; done is one cycle later
 
 
 def insn_layout(op: str) -> data.StructLayout:
@@ -38,7 +49,9 @@ def insn_layout(op: str) -> data.StructLayout:
 
 
 class GemmUnit(Elaboratable):
-    """GEMM / TILE executor. Control: insn (INSN_BITS), start -> busy, done. Memory requests:
+    """GEMM / TILE executor. Control: insn (INSN_BITS), start (only while `ready`) -> busy, done (one pulse
+    per instruction, in order), ready (may start `insn` this cycle: idle, or a GEMM after a GEMM in its
+    last issue cycle / drain). Memory requests:
     act_rd (byte address, bk bytes back a cycle later), wgt_rd, wgt_wr (row mask), acc_rd, acc_wr;
     connect them to the scratchpads (`GemmCore` does)."""
 
@@ -49,6 +62,7 @@ class GemmUnit(Elaboratable):
         self.start = Signal()
         self.busy = Signal()
         self.done = Signal()
+        self.ready = Signal()
         self.act_rd = ReadPort(ACT_ADDR_BITS, 8 * bk, "u_act_rd")
         self.wgt_rd = ReadPort(TILE_BITS, 8 * bm * bk, "u_wgt_rd")
         self.wgt_wr = WritePort(TILE_BITS, 8 * bm * bk, bm, "u_wgt_wr")
@@ -67,13 +81,21 @@ class GemmUnit(Elaboratable):
         g, t = data.View(insn_layout("GEMM"), ins), data.View(insn_layout("TILE"), ins)
         g_in, t_in = data.View(insn_layout("GEMM"), self.insn), data.View(insn_layout("TILE"), self.insn)
 
-        # GEMM state: running addresses, steps left, the step whose ACT read is in flight.
+        # GEMM state: running addresses, steps left, the step whose ACT read is in flight (with its own
+        # reset / unsigned / ACC row, so that steps of consecutive GEMMs can share the pipeline).
         inp_ptr, acc_ptr = Signal(ACT_ADDR_BITS), Signal(ACC_BITS)
         left = Signal(16)
         first = Signal()
-        s_valid, s_acc = Signal(), Signal(ACC_BITS)
-        issue = Signal()
-        m.d.sync += s_valid.eq(issue)
+        s_valid, s_acc, s_reset, s_uns = Signal(), Signal(ACC_BITS), Signal(), Signal()
+        issue, fin = Signal(), Signal()  # a step issued this cycle; this cycle ends a GEMM's issue
+        fins = [Signal(name=f"fin{i}") for i in range(1, LATENCY + 2)]  # fin delayed 1..LATENCY+1 (= done)
+        m.d.sync += [s_valid.eq(issue), fins[0].eq(fin)] + [fins[i].eq(fins[i - 1]) for i in range(1, len(fins))]
+        with m.If(issue):
+            m.d.sync += [s_acc.eq(acc_ptr), s_reset.eq(g["reset"]), s_uns.eq(g["unsigned"])]
+        in_flight = s_valid | arr.busy | Cat(*fins).any()   # GEMM work still in the pipeline
+        gemm_next = g_in["op"] == OPCODES["GEMM"]
+        accept = Signal()
+        m.d.comb += accept.eq(self.start & self.ready)
 
         # ACC and array wiring.
         m.d.comb += [self.acc_rd.addr.eq(arr.acc_rd_addr), self.acc_rd.en.eq(arr.acc_rd_en),
@@ -82,7 +104,14 @@ class GemmUnit(Elaboratable):
                      self.acc_wr.en.eq(arr.acc_wr_en),
                      arr.w_tile.eq(self.wgt_rd.data),
                      arr.in_valid.eq(s_valid), arr.in_data.eq(self.act_rd.data), arr.in_acc.eq(s_acc),
-                     arr.in_reset.eq(g["reset"]), arr.in_unsigned.eq(g["unsigned"])]
+                     arr.in_reset.eq(s_reset), arr.in_unsigned.eq(s_uns)]
+
+        def start_gemm():
+            """Take the GEMM on `insn`: fetch its tile now, issue its first step next cycle."""
+            m.d.comb += [self.wgt_rd.addr.eq(g_in["wgt"]), self.wgt_rd.en.eq(1)]
+            m.d.sync += [ins.eq(self.insn), inp_ptr.eq(g_in["inp"]), acc_ptr.eq(g_in["acc"]),
+                         left.eq(g_in["count"]), first.eq(1)]
+            m.next = "G_RUN"
 
         # TILE state: source pointers, counters, the read in flight, the assembly registers.
         row_ptr, rd_ptr = Signal(ACT_ADDR_BITS), Signal(ACT_ADDR_BITS)
@@ -90,7 +119,7 @@ class GemmUnit(Elaboratable):
         d_valid, d_outer, d_chunk, d_last = Signal(), Signal(8), Signal(range(max(nch, 2))), Signal()
         tile = Signal(8 * bm * bk)
         col = Signal(8 * nch * bk)
-        t_issue = Signal()
+        t_issue, tile_done = Signal(), Signal()
         m.d.sync += d_valid.eq(t_issue)
 
         # TILE data path: the read issued last cycle arrives; mask it and shift it into the tile.
@@ -111,34 +140,30 @@ class GemmUnit(Elaboratable):
 
         with m.FSM() as fsm:
             with m.State("IDLE"):
-                with m.If(self.start):
+                m.d.comb += self.ready.eq(~in_flight | gemm_next)
+                with m.If(accept):
                     m.d.sync += ins.eq(self.insn)
                     with m.Switch(g_in["op"]):
                         with m.Case(OPCODES["GEMM"]):
-                            m.d.sync += [inp_ptr.eq(g_in["inp"]), acc_ptr.eq(g_in["acc"]), left.eq(g_in["count"])]
-                            m.next = "G_FETCH"
+                            start_gemm()
                         with m.Case(OPCODES["TILE"]):
                             m.d.sync += [row_ptr.eq(t_in["src"]), rd_ptr.eq(t_in["src"]), outer.eq(0), chunk.eq(0)]
                             m.next = "T_READ"
                         with m.Default():
                             m.next = "DONE"
-            with m.State("G_FETCH"):
-                m.d.comb += [self.wgt_rd.addr.eq(g["wgt"]), self.wgt_rd.en.eq(1)]
-                m.d.sync += first.eq(1)
-                m.next = "G_RUN"
             with m.State("G_RUN"):
                 m.d.comb += arr.w_load.eq(first)
                 m.d.sync += first.eq(0)
                 with m.If(left != 0):
                     m.d.comb += [issue.eq(1), self.act_rd.addr.eq(inp_ptr), self.act_rd.en.eq(1)]
-                    m.d.sync += [s_acc.eq(acc_ptr), inp_ptr.eq(inp_ptr + g["inp_stride"]),
+                    m.d.sync += [inp_ptr.eq(inp_ptr + g["inp_stride"]),
                                  acc_ptr.eq(acc_ptr + g["acc_stride"]), left.eq(left - 1)]
                 with m.If(left <= 1):
-                    m.next = "G_DRAIN"
-            with m.State("G_DRAIN"):
-                with m.If(~s_valid & ~arr.busy):
-                    m.d.comb += self.done.eq(1)
-                    m.next = "IDLE"
+                    m.d.comb += [fin.eq(1), self.ready.eq(gemm_next)]
+                    with m.If(accept):
+                        start_gemm()
+                    with m.Else():
+                        m.next = "IDLE"
             with m.State("T_READ"):
                 n_outer = Mux(t["transpose"], bk, bm)
                 last_chunk = Mux(t["transpose"], chunk == nch - 1, 1)
@@ -155,18 +180,18 @@ class GemmUnit(Elaboratable):
                 m.next = "T_WRITE"
             with m.State("T_WRITE"):
                 m.d.comb += [self.wgt_wr.addr.eq(t["wgt"]), self.wgt_wr.data.eq(tile),
-                             self.wgt_wr.en.eq(Const((1 << bm) - 1, bm)), self.done.eq(1)]
+                             self.wgt_wr.en.eq(Const((1 << bm) - 1, bm)), tile_done.eq(1)]
                 m.next = "IDLE"
             with m.State("DONE"):
-                m.d.comb += self.done.eq(1)
+                m.d.comb += tile_done.eq(1)
                 m.next = "IDLE"
-        m.d.comb += self.busy.eq(~fsm.ongoing("IDLE"))
+        m.d.comb += [self.busy.eq(~fsm.ongoing("IDLE") | in_flight), self.done.eq(fins[-1] | tile_done)]
         return m
 
 
 class GemmCore(Elaboratable):
     """A GemmUnit with its ACT, WGT and ACC scratchpads. Outside ports: the unit's insn / start / busy /
-    done; `act_wr` (ACT word write), `wgt_wr` (WGT row-masked write; the unit's TILE write wins when
+    done / ready; `act_wr` (ACT word write), `wgt_wr` (WGT row-masked write; the unit's TILE write wins when
     both write in one cycle), `acc_rd` (ACC read port 1, for the vector unit or a testbench).
     `act_init` / `wgt_init` / `acc_init` preload the memories (simulation)."""
 
@@ -181,13 +206,14 @@ class GemmCore(Elaboratable):
         self.start = Signal()
         self.busy = Signal()
         self.done = Signal()
+        self.ready = Signal()
         self.act_wr = WritePort(len(self.act.write.addr), 8 * cfg.bk, cfg.bk, "act_wr")
         self.wgt_wr = WritePort(TILE_BITS, 8 * cfg.bm * cfg.bk, cfg.bm, "wgt_wr")
         self.acc_rd = ReadPort(ACC_BITS, 32 * cfg.bm, "acc_rd")
 
     def ports(self) -> list[Signal]:
         """The top-level ports, for Verilog conversion."""
-        return [self.insn, self.start, self.busy, self.done, self.act_wr.addr, self.act_wr.data, self.act_wr.en,
+        return [self.insn, self.start, self.busy, self.done, self.ready, self.act_wr.addr, self.act_wr.data, self.act_wr.en,
                 self.wgt_wr.addr, self.wgt_wr.data, self.wgt_wr.en, self.acc_rd.addr, self.acc_rd.en,
                 self.acc_rd.data]
 
@@ -198,6 +224,7 @@ class GemmCore(Elaboratable):
         m.submodules.act, m.submodules.wgt, m.submodules.acc = self.act, self.wgt, self.acc
         act_rd, acc_gemm, acc_ext = self.act.read[0], self.acc.read[0], self.acc.read[1]
         m.d.comb += [u.insn.eq(self.insn), u.start.eq(self.start), self.busy.eq(u.busy), self.done.eq(u.done),
+                     self.ready.eq(u.ready),
                      act_rd.addr.eq(u.act_rd.addr), act_rd.en.eq(u.act_rd.en), u.act_rd.data.eq(act_rd.data),
                      self.wgt.read.addr.eq(u.wgt_rd.addr), self.wgt.read.en.eq(u.wgt_rd.en),
                      u.wgt_rd.data.eq(self.wgt.read.data),
