@@ -46,7 +46,10 @@ def overlay_json(cfg: OverlayConfig, profile) -> dict:
             "registers": [{"offset": r.offset, "name": r.name, "access": r.access, "meaning": r.meaning}
                           for r in REGISTERS],
             "axi_lite_bytes": AXI_LITE_BYTES, "verilog": None,
-            "note": "the overlay's Verilog is not generated yet (targets/fpga/rtl); these are its parameters"}
+            "note": ("these are the overlay's parameters; its Verilog (module edgevit_overlay) is not bundled (the "
+                     "conversion takes from half a minute to many minutes per overlay): `python -m "
+                     "edgevit.targets.fpga.rtl.overlay rtl/overlay.json -o overlay.v` (the fpga extra) writes it, "
+                     "and `edgevit run DIR --runner verilator` simulates it")}
 
 
 def kernel_table(program) -> list[dict]:
@@ -97,7 +100,8 @@ def report_md(manifest: dict[str, Any]) -> str:
             f"- vectors: {manifest['vectors']['count']} from {manifest['vectors']['source']}"
             + ("" if top1 is None else f" (reference top-1 {100 * top1:.1f}%)") + "\n\n"
             "## Use\n\n`edgevit run DIR` runs the bundled vectors on the functional simulator (`--runner fsim`: "
-            "every instruction on NumPy memories, bit-exact with the reference; no timing). On a board: "
+            "every instruction on NumPy memories, bit-exact with the reference; no timing); `--runner verilator` runs "
+            "them on the overlay's RTL (cycles, PE utilization, stalls: docs/fpga-overlay.md). On a board: "
             "`driver/edgevit_overlay.py` (PYNQ: `python3 driver/edgevit_overlay.py BITFILE [COUNT]` prints the EV "
             "lines) or `driver/edgevit_overlay.{c,h}` (bare metal). The bitstream is not generated yet "
             "(docs/fpga-backend.md).\n")

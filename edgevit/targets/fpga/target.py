@@ -159,7 +159,9 @@ class FpgaTarget(Target):
                               pass_reports=options.get("pass_reports"))
 
     def runners(self) -> dict[str, type]:
-        """fsim (the functional simulator, in-process: outputs and instruction counts, no timing)."""
+        """fsim (the functional simulator, in-process: outputs and instruction counts, no timing) and
+        verilator (the overlay's RTL with a DDR model: outputs, cycles, PE utilization, stalls)."""
         from edgevit.targets.fpga.runners.fsim import FsimRunner
+        from edgevit.targets.fpga.runners.verilator import VerilatorRunner
 
-        return {FsimRunner.name: FsimRunner}
+        return {FsimRunner.name: FsimRunner, VerilatorRunner.name: VerilatorRunner}
