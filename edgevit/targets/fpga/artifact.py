@@ -4,7 +4,10 @@
     program/weights.bin        the weight image the stream LOADs (DDR region `weights`)
     program/memory_map.json    the overlay parameters, the DDR regions (offsets from DDR_BASE), input/output
     rtl/overlay.json           the overlay's parameters and its control registers: what the hardware is
-                               generated from (the Verilog itself comes with the RTL flow, later)
+                               generated from
+    rtl/overlay.v              the overlay's Verilog (module edgevit_overlay), generated from rtl/*.py for
+                               these parameters (when the fpga extra, Amaranth + its Yosys, is installed);
+                               cached under ~/.cache/edgevit/ by (parameters, hash of the RTL sources)
     driver/edgevit_overlay.py  PYNQ host driver (driver_pynq.py)
     driver/edgevit_overlay.{c,h}  bare-metal C driver for the Zynq's ARM core (driver_c.py)
     vectors/*.npy, report.md, manifest.json (partial: sealed by backend/artifact_write)
@@ -31,6 +34,10 @@ INSTRUCTIONS = "program/instructions.bin"
 WEIGHTS = "program/weights.bin"
 MEMORY_MAP = "program/memory_map.json"
 OVERLAY = "rtl/overlay.json"
+VERILOG = "rtl/overlay.v"
+# Bundle rtl/overlay.v for overlays up to this many PEs: pynq-z2's (128) converts in ~15 s once, then
+# comes from the cache; zcu104's (1,024 PEs, a 64 x 16 array) takes many minutes, too long for a compile.
+VERILOG_MAX_PES = 256
 DRIVER_FILES = ("driver/edgevit_overlay.py", "driver/edgevit_overlay.c", "driver/edgevit_overlay.h")
 PROGRAM_FILES = (INSTRUCTIONS, WEIGHTS, MEMORY_MAP, OVERLAY)
 
@@ -40,16 +47,35 @@ def json_text(data: dict) -> str:
     return json.dumps(data, sort_keys=True, indent=1, allow_nan=False) + "\n"
 
 
-def overlay_json(cfg: OverlayConfig, profile) -> dict:
-    """rtl/overlay.json: the part, the overlay parameters and the control register map."""
+def overlay_verilog_text(cfg: OverlayConfig) -> str | None:
+    """rtl/overlay.v for `cfg` (rtl.overlay_sim.overlay_verilog_cached), or None without the fpga extra or
+    for an overlay of more than VERILOG_MAX_PES PEs."""
+    if cfg.pes > VERILOG_MAX_PES:
+        return None
+    try:
+        from edgevit.targets.fpga.rtl.overlay_sim import overlay_verilog_cached
+        from edgevit.targets.fpga.rtl.verilator import ToolMissing
+    except ImportError:
+        return None
+    try:
+        return overlay_verilog_cached(cfg)
+    except ToolMissing:
+        return None
+
+
+def overlay_json(cfg: OverlayConfig, profile, verilog: bool = False) -> dict:
+    """rtl/overlay.json: the part, the overlay parameters and the control register map; `verilog`: whether
+    rtl/overlay.v is bundled."""
     return {"part": profile.memory.part, "fabric_clock_hz": int(profile.memory.clock_hz), "overlay": cfg.to_dict(),
             "registers": [{"offset": r.offset, "name": r.name, "access": r.access, "meaning": r.meaning}
                           for r in REGISTERS],
-            "axi_lite_bytes": AXI_LITE_BYTES, "verilog": None,
-            "note": ("these are the overlay's parameters; its Verilog (module edgevit_overlay) is not bundled (the "
-                     "conversion takes from half a minute to many minutes per overlay): `python -m "
-                     "edgevit.targets.fpga.rtl.overlay rtl/overlay.json -o overlay.v` (the fpga extra) writes it, "
-                     "and `edgevit run DIR --runner verilator` simulates it")}
+            "axi_lite_bytes": AXI_LITE_BYTES, "verilog": VERILOG if verilog else None,
+            "note": ("these are the overlay's parameters; " + (
+                "rtl/overlay.v is its Verilog (module edgevit_overlay)" if verilog else
+                f"its Verilog is not bundled (no fpga extra at compile time, or more than {VERILOG_MAX_PES} PEs: "
+                "the conversion takes minutes): `python -m edgevit.targets.fpga.rtl.overlay rtl/overlay.json -o "
+                "overlay.v` writes it") +
+                     "; `edgevit run DIR --runner verilator` simulates it")}
 
 
 def kernel_table(program) -> list[dict]:
@@ -97,6 +123,11 @@ def report_md(manifest: dict[str, Any]) -> str:
             f"- stream: {f['instructions']:,} instructions ({ops}); weight image {m['weight_image_bytes']:,} B; "
             f"DDR area {m['ddr_bytes']:,} B; ACT peak {m['act_peak_bytes']:,} B\n"
             f"- resources:\n{pools}"
+            + (f"- RTL: `{f['verilog']}` (the overlay's Verilog, module edgevit_overlay) and `rtl/overlay.json`\n"
+               if f.get("verilog") else "- RTL: `rtl/overlay.json` only (the Verilog is not bundled: no fpga extra "
+               f"at compile time, or an overlay of more than {VERILOG_MAX_PES} PEs, whose conversion takes minutes; "
+               "`python -m edgevit.targets.fpga.rtl.overlay rtl/overlay.json -o overlay.v` writes it)\n")
+            + 
             f"- vectors: {manifest['vectors']['count']} from {manifest['vectors']['source']}"
             + ("" if top1 is None else f" (reference top-1 {100 * top1:.1f}%)") + "\n\n"
             "## Use\n\n`edgevit run DIR` runs the bundled vectors on the functional simulator (`--runner fsim`: "
@@ -113,15 +144,18 @@ def artifact_files(program, profile, cfg: OverlayConfig, compiled, costs, vector
     (compiler.compile.CompiledProgram) for overlay `cfg` on `profile`."""
     mm = compiled.memory_map
     instructions = len(compiled.stream) // INSN_BYTES
+    verilog = overlay_verilog_text(cfg)
     files: dict[str, str | bytes] = {
         INSTRUCTIONS: bytes(compiled.stream), WEIGHTS: bytes(compiled.weights), MEMORY_MAP: json_text(mm),
-        OVERLAY: json_text(overlay_json(cfg, profile)),
+        OVERLAY: json_text(overlay_json(cfg, profile, verilog=verilog is not None)),
+        **({VERILOG: verilog} if verilog is not None else {}),
         "driver/edgevit_overlay.py": pynq_driver(program.name, profile.name),
         "driver/edgevit_overlay.c": c_source(),
         "driver/edgevit_overlay.h": c_header(mm, instructions, program.name, profile.name),
         **vector_npy_files(vectors)}
     manifest = build_manifest(program=program, profile=profile, cfg=cfg, compiled=compiled, costs=costs,
                               vectors=vectors, passes=passes, pass_reports=pass_reports)
+    manifest["fpga"]["verilog"] = VERILOG if verilog is not None else None
     files["report.md"] = report_md(manifest)
     files["manifest.json"] = manifest_json(manifest)
     return files

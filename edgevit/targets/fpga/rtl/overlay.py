@@ -5,11 +5,12 @@ store modules, their dependency tokens, the scratchpads, one AXI4 master and the
     verilog = overlay_verilog(cfg)         # the Verilog of module `edgevit_overlay` (ports: clk, rst,
                                            # m_axi_* AXI4 master, s_axil_* AXI4-Lite slave, irq)
 
-Data path. The fetcher (overlay_ctl.InsnFetch) streams INSN_COUNT instructions from INSN_BASE into its
-FIFO; the dispatcher moves the head into the queue of its module (LOAD -> load, STORE -> store, the
-rest -> compute), blocking while that queue is full. Each module runs its queue in order: it waits
-until every counter it pops is non-zero and every counter it pushes is below 255, pops them, starts
-its unit, waits until the unit is idle again, then pushes. Units: load = DmaLoad (DDR -> ACT / WGT /
+Data path. The fetcher (fetch.Fetch: its decoder is generated from isa.py and refuses what isa.decode
+refuses) streams INSN_COUNT instructions from INSN_BASE and moves each into the queue of its module
+(LOAD -> load, STORE -> store, the rest -> compute), blocking while that queue is full. Each module
+runs its queue in order (`Sequencer`): it waits until every counter it pops is non-zero
+(tokens.TokenCounters; a push past 255 sets the overlay's error), pops them, starts its unit, waits
+until the unit is idle again, then pushes; consecutive GEMMs overlap (gemm_unit's `ready`). Units: load = DmaLoad (DDR -> ACT / WGT /
 PARAM), compute = GemmUnit (GEMM, TILE) or VectorUnit (REQUANT, ADD, LAYERNORM, SOFTMAX, COPY,
 MEANPOOL, LUT) or MergeUnit (MERGE) one instruction at a time, store = DmaStore (ACT -> DDR).
 FINISH (compute) sets CTRL.done once its pops are satisfied. The MERGE engine holds at most
@@ -27,29 +28,29 @@ LOAD_BUSY, STORE_BUSY (the module is executing); GEMM_BUSY, VECTOR_BUSY (the uni
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 from amaranth.hdl import Elaboratable, Module, Mux, Signal
-from amaranth.lib import fifo
+from amaranth.lib.wiring import Flow
 
 from edgevit.targets.fpga.config import OverlayConfig
 from edgevit.targets.fpga.isa import INSN_BITS, OPCODES
 from edgevit.targets.fpga.rtl.axi_dma import DmaLoad, DmaStore
 from edgevit.targets.fpga.rtl.gemm_unit import GemmUnit
 from edgevit.targets.fpga.rtl.merge_unit import MergeUnit
-from edgevit.targets.fpga.rtl.overlay_ctl import TOKEN_MAX, AxiLiteRegs, AxiRead, InsnFetch, ReadArbiter, Tokens
+from edgevit.targets.fpga.rtl.axi_lite import ControlRegs, axi_lite_signature
+from edgevit.targets.fpga.rtl.fetch import Fetch
+from edgevit.targets.fpga.rtl.overlay_ctl import AxiRead, ReadArbiter
 from edgevit.targets.fpga.rtl.overlay_mem import OverlayAct, OverlayParam, OverlayWgt, log2
 from edgevit.targets.fpga.rtl.scratchpad import AccScratchpad
+from edgevit.targets.fpga.rtl.tokens import TokenCounters, header_bit
 from edgevit.targets.fpga.rtl.vector_common import VecPorts
 from edgevit.targets.fpga.rtl.vector_unit import VectorUnit
 
 TOP_NAME = "edgevit_overlay"
 MERGE_MAX_TOKENS, MERGE_MAX_HEAD_DIM = 256, 64
-# (header bit, counter, pop?) of each module: bits 4 pop_prev, 5 pop_next, 6 push_prev, 7 push_next
-TOKEN_USE = {
-    "load": ((5, "c2l", True), (7, "l2c", False)),
-    "compute": ((4, "l2c", True), (5, "s2c", True), (6, "c2l", False), (7, "c2s", False)),
-    "store": ((4, "c2s", True), (6, "s2c", False)),
-}
-QUEUE_DEPTH = {"load": 16, "compute": 16, "store": 8}
+QUEUE_DEPTH, FETCH_BURST_INSNS = 16, 16  # per module queue; instructions per fetch burst
+MODULE_NAMES = ("load", "compute", "store")
 AXI_W_PORTS = (("awaddr", 32), ("awlen", 8), ("awsize", 3), ("awburst", 2), ("awvalid", 1), ("awready", 1),
                ("wdata", None), ("wstrb", None), ("wlast", 1), ("wvalid", 1), ("wready", 1), ("bresp", 2),
                ("bvalid", 1), ("bready", 1))
@@ -69,28 +70,22 @@ class Sequencer:
         self.active, self.pop, self.waiting = Signal(name=f"{name}_active"), Signal(name=f"{name}_pop"), Signal(
             name=f"{name}_waiting")
 
-    def build(self, m: Module, head, valid, busy, tokens: Tokens) -> None:
-        """The logic (combinational checks on the head, the `active` flag, the token pulses)."""
-        ok = valid
-        for bit, counter, is_pop in TOKEN_USE[self.name]:
-            need = head[bit]
-            if is_pop:
-                ok = ok & (~need | (tokens.value[counter] != 0))
-            else:
-                ok = ok & (~need | (tokens.value[counter] != TOKEN_MAX))
+    def build(self, m: Module, head, valid, busy, port, overlap=0) -> None:
+        """The logic (combinational checks on the head, the `active` flag, the token pulses). `overlap`:
+        the head may also start while the unit is still busy with `cur` (back-to-back GEMMs); the caller
+        guarantees `cur` pushes no token then, so no push is lost when `cur` changes. `port`: this
+        module's tokens.TokenCounters port (pop granted combinationally, push when the unit goes idle)."""
         finished = self.active & ~busy
         free = ~self.active | finished          # the next instruction starts in the cycle the last one ends
-        m.d.comb += self.waiting.eq(valid & ~ok & free)
-        m.d.comb += self.pop.eq(ok & free)
+        m.d.comb += [port.pop_req.eq(valid & (free | (self.active & overlap))),
+                     port.pop_prev.eq(head[header_bit("pop_prev")]), port.pop_next.eq(head[header_bit("pop_next")]),
+                     self.pop.eq(port.pop_ok), self.waiting.eq(valid & free & ~port.pop_ok),
+                     port.push_en.eq(finished), port.push_prev.eq(self.cur[header_bit("push_prev")]),
+                     port.push_next.eq(self.cur[header_bit("push_next")])]
         with m.If(self.pop):
             m.d.sync += [self.cur.eq(head), self.active.eq(1)]
         with m.Elif(finished):
             m.d.sync += self.active.eq(0)
-        for bit, counter, is_pop in TOKEN_USE[self.name]:
-            if is_pop:
-                m.d.comb += tokens.dec[counter].eq(self.pop & head[bit])
-            else:
-                m.d.comb += tokens.inc[counter].eq(finished & self.cur[bit])
 
 
 class Overlay(Elaboratable):
@@ -99,7 +94,8 @@ class Overlay(Elaboratable):
     def __init__(self, cfg: OverlayConfig):
         self.cfg = cfg
         B = cfg.bus_bytes
-        self.regs = AxiLiteRegs()
+        self.regs = ControlRegs()
+        self.lite = {n: Signal(mb.shape, name=f"s_axil_{n}") for n, mb in axi_lite_signature().members.items()}
         self.rbus = AxiRead(B, "m_axi_")
         self.wbus = {n: Signal(w if w else (8 * B if n == "wdata" else B), name=f"m_axi_{n}") for n, w in AXI_W_PORTS}
         self.irq = Signal(name="irq")
@@ -107,22 +103,19 @@ class Overlay(Elaboratable):
 
     def ports(self) -> list[Signal]:
         """Every top-level port (clk and rst are added by the conversion)."""
-        r, lite = self.rbus, self.regs
+        r = self.rbus
         rd = [r.araddr, r.arlen, r.arsize, r.arburst, r.arvalid, r.arready, r.rdata, r.rresp, r.rlast, r.rvalid,
               r.rready]
-        al = [lite.awaddr, lite.awvalid, lite.awready, lite.wdata, lite.wstrb, lite.wvalid, lite.wready, lite.bresp,
-              lite.bvalid, lite.bready, lite.araddr, lite.arvalid, lite.arready, lite.rdata, lite.rresp, lite.rvalid,
-              lite.rready]
-        return rd + list(self.wbus.values()) + al + [self.irq, self.error]
+        return rd + list(self.wbus.values()) + list(self.lite.values()) + [self.irq, self.error]
 
     def elaborate(self, platform):
         """Wire the fetcher, queues, sequencers, units, memories, counters."""
         cfg, m = self.cfg, Module()
         B, bsh = cfg.bus_bytes, log2(cfg.bus_bytes, "bus_bytes")
         m.submodules.regs = regs = self.regs
-        m.submodules.fetch = fetch = InsnFetch(B)
+        m.submodules.fetch = fetch = Fetch(cfg, queue_depth=QUEUE_DEPTH, burst_insns=FETCH_BURST_INSNS)
         m.submodules.arb = arb = ReadArbiter(B)
-        m.submodules.tokens = tokens = Tokens()
+        m.submodules.tokens = tokens = TokenCounters()
         m.submodules.dma_load = dl = DmaLoad(cfg)
         m.submodules.dma_store = ds = DmaStore(cfg)
         m.submodules.gemm = gemm = GemmUnit(cfg)
@@ -134,15 +127,18 @@ class Overlay(Elaboratable):
         m.submodules.param = param = OverlayParam(cfg)
         m.submodules.acc = acc = AccScratchpad(cfg, read_ports=2)
 
-        # Run control.
-        running, done = Signal(), Signal()
+        # Run control: the AXI4-Lite slave (ports s_axil_*), start / done / error.
+        for name, member in axi_lite_signature().members.items():
+            if member.flow == Flow.Out:          # driven by the host
+                m.d.comb += getattr(regs.bus, name).eq(self.lite[name])
+            else:
+                m.d.comb += self.lite[name].eq(getattr(regs.bus, name))
         finish = Signal()
-        m.d.comb += [fetch.start.eq(regs.start), fetch.base.eq(regs.insn_base), fetch.count.eq(regs.insn_count),
-                     regs.done.eq(done), self.irq.eq(done), tokens.clear.eq(regs.start)]
+        m.d.comb += [fetch.start.eq(regs.start), fetch.insn_base.eq(regs.insn_base),
+                     fetch.insn_count.eq(regs.insn_count), regs.finish.eq(finish), regs.error.eq(self.error),
+                     self.irq.eq(regs.done), tokens.clear.eq(regs.start)]
         with m.If(regs.start):
-            m.d.sync += [running.eq(1), done.eq(0), self.error.eq(0)]
-        with m.Elif(finish):
-            m.d.sync += [running.eq(0), done.eq(1)]
+            m.d.sync += self.error.eq(0)
 
         # AXI read: the arbiter between fetch and LOAD; AXI write: the STORE engine.
         for name in ("araddr", "arlen", "arsize", "arburst", "arvalid", "rready"):
@@ -160,24 +156,15 @@ class Overlay(Elaboratable):
             else:
                 m.d.comb += self.wbus[name].eq(getattr(ds.axi, name))
 
-        # Dispatch: fetch FIFO head -> the queue of its module.
-        queues = {}
-        for name, depth in QUEUE_DEPTH.items():
-            queues[name] = m.submodules[f"q_{name}"] = fifo.SyncFIFOBuffered(width=INSN_BITS, depth=depth)
-        op = fetch.insn[:4]
-        target = {"load": op == OPCODES["LOAD"], "store": op == OPCODES["STORE"]}
-        target["compute"] = ~target["load"] & ~target["store"]
-        room = Mux(target["load"], queues["load"].w_rdy, Mux(target["store"], queues["store"].w_rdy,
-                                                            queues["compute"].w_rdy))
-        m.d.comb += fetch.ready.eq(fetch.valid & room)
-        for name, q in queues.items():
-            m.d.comb += [q.w_data.eq(fetch.insn), q.w_en.eq(fetch.valid & room & target[name])]
-
-        seq = {name: Sequencer(name) for name in QUEUE_DEPTH}
+        # The module queues (inside Fetch): head `<module>_data`, `<module>_rdy`, popped by `<module>_en`.
+        head = {name: getattr(fetch, f"{name}_data").as_value() for name in MODULE_NAMES}
+        seq = {name: Sequencer(name) for name in MODULE_NAMES}
+        for name in MODULE_NAMES:
+            m.d.comb += getattr(fetch, f"{name}_en").eq(seq[name].pop)
         # Load module: the DMA LOAD engine into ACT / WGT / PARAM.
-        ql, s = queues["load"], seq["load"]
-        s.build(m, ql.r_data, ql.r_rdy, dl.busy, tokens)
-        m.d.comb += [ql.r_en.eq(s.pop), dl.start.eq(s.pop), dl.insn.eq(Mux(s.pop, ql.r_data, s.cur)),
+        s = seq["load"]
+        s.build(m, head["load"], fetch.load_rdy, dl.busy, tokens.load)
+        m.d.comb += [dl.start.eq(s.pop), dl.insn.eq(Mux(s.pop, head["load"], s.cur)),
                      dl.ddr_base.eq(regs.ddr_base), dl.wr_ready.eq(1)]
         waddr = (dl.wr_addr << bsh)[:32]
         for mem_code, port in ((0, act.wr_dma), (1, wgt.wr_dma), (2, param.wr_dma)):
@@ -186,23 +173,27 @@ class Overlay(Elaboratable):
         m.d.comb += vec.param_written.eq(dl.wr_en & (dl.wr_mem == 2))
 
         # Store module: the DMA STORE engine from ACT.
-        qs, s = queues["store"], seq["store"]
-        s.build(m, qs.r_data, qs.r_rdy, ds.busy, tokens)
-        m.d.comb += [qs.r_en.eq(s.pop), ds.start.eq(s.pop), ds.insn.eq(Mux(s.pop, qs.r_data, s.cur)),
+        s = seq["store"]
+        s.build(m, head["store"], fetch.store_rdy, ds.busy, tokens.store)
+        m.d.comb += [ds.start.eq(s.pop), ds.insn.eq(Mux(s.pop, head["store"], s.cur)),
                      ds.ddr_base.eq(regs.ddr_base), act.rd_dma.addr.eq((ds.rd_addr << bsh)[:32]),
                      act.rd_dma.en.eq(ds.rd_en), ds.rd_data.eq(act.rd_dma.data)]
 
         # Compute module: GEMM, vector or MERGE unit, one instruction at a time; FINISH ends the run.
-        qc, s = queues["compute"], seq["compute"]
-        cop = qc.r_data[:4]
+        s, hc = seq["compute"], head["compute"]
+        cop = hc[:4]
         is_gemm = (cop == OPCODES["GEMM"]) | (cop == OPCODES["TILE"])
         is_finish, is_merge = cop == OPCODES["FINISH"], cop == OPCODES["MERGE"]
         unit_busy = gemm.busy | vec.busy | mrg.busy
-        s.build(m, qc.r_data, qc.r_rdy, unit_busy, tokens)
-        m.d.comb += [qc.r_en.eq(s.pop), finish.eq(s.pop & is_finish),
-                     gemm.insn.eq(qc.r_data), gemm.start.eq(s.pop & is_gemm),
-                     mrg.insn.eq(qc.r_data), mrg.start.eq(s.pop & is_merge),
-                     vec.insn.eq(qc.r_data), vec.start.eq(s.pop & ~is_gemm & ~is_finish & ~is_merge)]
+        # Back-to-back GEMMs: the next GEMM starts under the current one's last step / drain (gemm.ready)
+        # unless the current one pushes a token (pushed when the unit goes idle, so it must be the last).
+        cur_gemm, head_gemm = s.cur[:4] == OPCODES["GEMM"], cop == OPCODES["GEMM"]
+        overlap = cur_gemm & head_gemm & gemm.ready & ~s.cur[6] & ~s.cur[7]
+        s.build(m, hc, fetch.compute_rdy, unit_busy, tokens.compute, overlap=overlap)
+        m.d.comb += [finish.eq(s.pop & is_finish),
+                     gemm.insn.eq(hc), gemm.start.eq(s.pop & is_gemm),
+                     mrg.insn.eq(hc), mrg.start.eq(s.pop & is_merge),
+                     vec.insn.eq(hc), vec.start.eq(s.pop & ~is_gemm & ~is_finish & ~is_merge)]
 
         # Compute-side memory ports, shared by the units (only one runs at a time; idle ones drive 0).
         vp = VecPorts(cfg.vl, cfg.bm, prefix="vec_")
@@ -224,20 +215,36 @@ class Overlay(Elaboratable):
                      acc.write.en.eq(gemm.acc_wr.en),
                      acc.read[1].addr.eq(vp.acc_raddr), acc.read[1].en.eq(vp.acc_ren), vp.acc_rdata.eq(acc.read[1].data),
                      param.rd_addr.eq(vp.param_raddr), param.rd_en.eq(vp.param_ren), vp.param_rdata.eq(param.rd_data)]
-        with m.If(fetch.error | dl.resp_error | ds.resp_error):
+        with m.If(fetch.error | fetch.axi_error | tokens.overflow | dl.resp_error | ds.resp_error):
             m.d.sync += self.error.eq(1)
 
         # Counters.
         dma_busy = seq["load"].active | seq["store"].active
-        conds = {"CYCLES": 1, "STALL_TOKEN": seq["compute"].waiting & ~dma_busy,
+        conds = {"STALL_TOKEN": seq["compute"].waiting & ~dma_busy,
                  "STALL_DMA": seq["compute"].waiting & dma_busy, "LOAD_BUSY": seq["load"].active,
                  "STORE_BUSY": seq["store"].active, "GEMM_BUSY": gemm.busy, "VECTOR_BUSY": vec.busy | mrg.busy}
-        for name, sig in regs.counters.items():
-            with m.If(regs.start | regs.reset_counters):
-                m.d.sync += sig.eq(0)
-            with m.Elif(running & conds[name]):
-                m.d.sync += sig.eq(sig + 1)
+        for name, cond in conds.items():
+            m.d.comb += getattr(regs, name.lower()).eq(cond)
         return m
+
+
+@contextmanager
+def _no_zero_memory_init():
+    """Within: Amaranth writes no init for an all-zero memory (it otherwise emits one `mem[i] = 0;` line per
+    word). Block RAM powers up to 0 and the Verilator build uses --x-initial 0, so the contents agree."""
+    from amaranth.back import rtlil
+
+    emit = rtlil.ModuleEmitter.emit_memory
+
+    def emit_nonzero(self, cell_idx, cell):
+        if any(cell.init):
+            emit(self, cell_idx, cell)
+
+    rtlil.ModuleEmitter.emit_memory = emit_nonzero
+    try:
+        yield
+    finally:
+        rtlil.ModuleEmitter.emit_memory = emit
 
 
 def overlay_verilog(cfg: OverlayConfig) -> str:
@@ -245,7 +252,8 @@ def overlay_verilog(cfg: OverlayConfig) -> str:
     from edgevit.targets.fpga.rtl.verilator import to_verilog
 
     top = Overlay(cfg)
-    return to_verilog(top, top.ports(), TOP_NAME)
+    with _no_zero_memory_init():
+        return to_verilog(top, top.ports(), TOP_NAME)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -33,6 +33,20 @@ def log2(x: int, what: str) -> int:
     return x.bit_length() - 1
 
 
+def shift_units(x, amount, unit: int, left: bool):
+    """`x` shifted by `amount` (a Signal) units of `unit` bits, as log2 stages of 2-way Muxes (same width
+    as `x`). Equal to `x << amount*unit` (or >>), but each output bit depends on O(log) input bits, where
+    Amaranth's variable shift makes every output bit depend on every input bit (quadratic netlist edges:
+    the conversion of a big overlay took many minutes in its combinational-cycle check)."""
+    for k in range(len(amount)):
+        step = unit << k
+        if step >= len(x):
+            return Mux(amount[k:].any(), 0, x)
+        moved = Cat(Const(0, step), x[:len(x) - step]) if left else Cat(x[step:], Const(0, step))
+        x = Mux(amount[k], moved, x)
+    return x
+
+
 class BytePort:
     """An unaligned access of `nbytes` bytes at a byte address: `addr`, `en` (a read enable, or a write
     byte mask of `nbytes` bits), `data`."""
@@ -68,15 +82,15 @@ class OverlayAct(Elaboratable):
         with m.If(port.en):
             m.d.sync += [parity.eq(word[0]), offset.eq(port.addr[:shift])]
         pair = Mux(parity, Cat(odd.data, even.data), Cat(even.data, odd.data))
-        m.d.comb += port.data.eq(pair.bit_select(offset * 8, 8 * port.nbytes))
+        m.d.comb += port.data.eq(shift_units(pair, offset, 8, left=False)[:8 * port.nbytes])
 
     def _write(self, m: Module, port: BytePort, wports) -> None:
         """Shift the bytes and their mask into a two-word window; the low word goes to the bank of its
         parity, the high word (word + 1) to the other bank."""
         W, shift, n = self.W, self.shift, port.nbytes
         word, off = port.addr[shift:], port.addr[:shift]
-        data2 = (Cat(port.data, Const(0, 8 * (2 * W - n))) << (off * 8))[:16 * W]
-        mask2 = (Cat(port.en, Const(0, 2 * W - n)) << off)[:2 * W]
+        data2 = shift_units(Cat(port.data, Const(0, 8 * (2 * W - n))), off, 8, left=True)
+        mask2 = shift_units(Cat(port.en, Const(0, 2 * W - n)), off, 1, left=True)
         lo_d, hi_d, lo_m, hi_m = data2[:8 * W], data2[8 * W:], mask2[:W], mask2[W:]
         even, odd = wports
         odd_word = word[0]
@@ -124,8 +138,8 @@ class OverlayWgt(Elaboratable):
         sh = log2(tb, "tile bytes")
         off = self.wr_dma.addr[:sh]
         m.d.comb += [wd.addr.eq(self.wr_dma.addr[sh:]),
-                     wd.data.eq((Cat(self.wr_dma.data, Const(0, 8 * max(tb - B, 0))) << (off * 8))[:8 * tb]),
-                     wd.en.eq((Cat(self.wr_dma.en, Const(0, max(tb - B, 0))) << off)[:tb])]
+                     wd.data.eq(shift_units(Cat(self.wr_dma.data, Const(0, 8 * max(tb - B, 0))), off, 8, left=True)[:8 * tb]),
+                     wd.en.eq(shift_units(Cat(self.wr_dma.en, Const(0, max(tb - B, 0))), off, 1, left=True)[:tb])]
         return m
 
 
