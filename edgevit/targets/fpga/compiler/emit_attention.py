@@ -83,13 +83,16 @@ def emit_attention(ctx: EmitContext, kernel: Kernel) -> None:
     for h in range(heads):
         q0, k0, v0 = a + h * hd, a + heads * hd + h * hd, a + 2 * heads * hd + h * hd
 
-        def key_tile(mb: int, kb: int, k0=k0) -> int:
+        def act_tile(src: int, rows: int, cols: int, transpose: int) -> int:
+            """A TILE of `rows` ACT rows (stride s) x `cols` bytes into the next WGT slot."""
             slot = sb.next_tile_slot()
-            src = k0 + mb * cfg.bm * s + kb * cfg.bk
-            rows, cols = min(cfg.bm, n - mb * cfg.bm), min(cfg.bk, hd - kb * cfg.bk)
             sb.add("TILE", reads=[("act", src, src + (rows - 1) * s + cols)], writes=[("wgt", slot, slot + 1)],
-                   transpose=0, wgt=slot, src=src, stride=s, rows=rows, cols=cols)
+                   transpose=transpose, wgt=slot, src=src, stride=s, rows=rows, cols=cols)
             return slot
+
+        def key_tile(mb: int, kb: int, k0=k0) -> int:  # keys as tile rows (outputs), head dims as the reduction
+            return act_tile(k0 + mb * cfg.bm * s + kb * cfg.bk, min(cfg.bm, n - mb * cfg.bm),
+                            min(cfg.bk, hd - kb * cfg.bk), 0)
 
         def softmax(n0: int, rows: int, mb0: int, tiles: int, acc: int, q_start: int = 0) -> None:
             dst = probs + (q_start + n0) * n
@@ -98,13 +101,9 @@ def emit_attention(ctx: EmitContext, kernel: Kernel) -> None:
             sb.add("SOFTMAX", reads=reads, writes=[("act", dst, dst + rows * n)], has_sizes=int(has_sizes), acc=acc,
                    rows=rows, cols=n, dst=dst, dst_stride=n, sizes=sizes, param=base)
 
-        def value_tile(mb: int, kb: int, v0=v0) -> int:
-            slot = sb.next_tile_slot()
-            src = v0 + kb * cfg.bk * s + mb * cfg.bm
-            rows, cols = min(cfg.bk, n - kb * cfg.bk), min(cfg.bm, hd - mb * cfg.bm)
-            sb.add("TILE", reads=[("act", src, src + (rows - 1) * s + cols)], writes=[("wgt", slot, slot + 1)],
-                   transpose=1, wgt=slot, src=src, stride=s, rows=rows, cols=cols)
-            return slot
+        def value_tile(mb: int, kb: int, v0=v0) -> int:  # keys as the reduction, head dims as outputs (transposed)
+            return act_tile(v0 + kb * cfg.bk * s + mb * cfg.bm, min(cfg.bk, n - kb * cfg.bk),
+                            min(cfg.bm, hd - mb * cfg.bm), 1)
 
         for q_start in range(0, n, chunk):  # query-row blocks whose score rows fit half of ACC
             rows_q = min(chunk, n - q_start)
