@@ -36,8 +36,9 @@ import os
 import re
 import secrets
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Union
+from typing import Callable, Iterator, Union
 
 from edgevit.errors import UserInputError
 
@@ -199,7 +200,7 @@ def write_file_atomically(path: str | Path, content: Content) -> Path:
         raise UserInputError(f"{path}: is a directory; give the path of a file to write (or remove the directory)")
     remove_stale(path.parent, path.name)
     tmp = path.parent / temp_name(path.name)
-    try:
+    with _removed_on_failure(tmp, path):
         _reserve_file(tmp)
         if callable(content):
             content(tmp)
@@ -207,12 +208,6 @@ def write_file_atomically(path: str | Path, content: Content) -> Path:
             tmp.write_bytes(content.encode("utf-8") if isinstance(content, str) else bytes(content))
         _fsync(tmp)
         os.replace(tmp, path)
-    except OSError as e:
-        _remove(tmp)
-        raise write_error(path, e) from None
-    except BaseException:
-        _remove(tmp)
-        raise
     _fsync(path.parent)
     return path
 
@@ -222,6 +217,20 @@ def _named(path: str | Path) -> Path:
     sibling and the rename have one."""
     path = Path(path)
     return Path(os.path.abspath(path)) if path.name in ("", ".", "..") else path
+
+
+@contextmanager
+def _removed_on_failure(tmp: Path, target: Path) -> Iterator[None]:
+    """Remove the temporary `tmp` if the block fails in any way; an OSError becomes `target`'s
+    UserInputError (write_error), anything else (a writer's error, Ctrl-C) goes on unchanged."""
+    try:
+        yield
+    except OSError as e:
+        _remove(tmp)
+        raise write_error(target, e) from None
+    except BaseException:
+        _remove(tmp)
+        raise
 
 
 def _reserve_file(tmp: Path) -> None:
@@ -244,17 +253,11 @@ def write_dir_atomically(out: str | Path, writer: Callable[[Path], object], forc
     if exists and not out.is_dir():
         raise UserInputError(f"{out}: exists and is not a directory; remove it or choose another place")
     tmp = out.parent / temp_name(out.name)
-    try:
+    with _removed_on_failure(tmp, out):
         os.mkdir(tmp, 0o777)  # the umask applies, as for mkdir
         writer(tmp)
         _fsync_tree(tmp)
         _commit_dir(tmp, out, replace=exists)
-    except OSError as e:
-        _remove(tmp)
-        raise write_error(out, e) from None
-    except BaseException:
-        _remove(tmp)
-        raise
     _fsync(out.parent)
     return out
 
