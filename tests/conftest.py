@@ -37,6 +37,26 @@ def vit_specs(draw, allow_lowrank: bool = True) -> ViTSpec:
                    name=draw(st.sampled_from(["", "m"])))
 
 
+@st.composite
+def cheap_pipelines(draw, spec, always_quant: bool = False) -> str:
+    """A random pipeline of the cheap passes for `spec`: some of tome / prune / lowrank in any order, then
+    quant (8- or 4-bit weights, an int8 or int16 residual) — always with `always_quant` (int8-only targets),
+    else sometimes."""
+    steps = []
+    if spec.grid >= 2 and draw(st.booleans()):
+        steps.append(f"tome(r={draw(st.integers(1, 3))})")
+    if draw(st.booleans()):
+        steps.append(f"prune(heads={draw(st.sampled_from([0.0, 0.5]))},mlp={draw(st.sampled_from([0.0, 0.5]))},"
+                     "importance=magnitude,calib=8)")
+    if draw(st.booleans()):
+        steps.append(f"lowrank(ratio={draw(st.sampled_from([0.3, 0.7]))})")
+    steps = list(draw(st.permutations(steps)))
+    if always_quant or draw(st.booleans()):
+        steps.append(f"quant(w={draw(st.sampled_from([8, 4]))},residual={draw(st.sampled_from(['int8', 'int16']))},"
+                     "calib=16,repq=0)")
+    return ",".join(steps)
+
+
 @pytest.fixture
 def tiny_spec() -> ViTSpec:
     """A 2-block 8x8 spec for fast tests."""

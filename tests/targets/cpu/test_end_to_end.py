@@ -28,7 +28,7 @@ from edgevit.backend.target import get_target
 from edgevit.backend.vectors import random_vectors
 from edgevit.profiles.profile import load_profile
 from edgevit.targets.cpu.isa import missing_on_host
-from tests.conftest import vit_specs
+from tests.conftest import cheap_pipelines, vit_specs
 
 ROOT = Path(__file__).resolve().parents[3]
 MODELS = ROOT / "models"
@@ -130,25 +130,6 @@ def build_artifact(program, profile, out: Path, count: int = 3) -> Path:
     return out
 
 
-@st.composite
-def pipelines(draw, spec) -> str:
-    """A random pipeline of the cheap passes for `spec`: some of tome / prune / lowrank in any order,
-    then (or not) quant with 8- or 4-bit weights and an int8 or int16 residual."""
-    steps = []
-    if spec.grid >= 2 and draw(st.booleans()):
-        steps.append(f"tome(r={draw(st.integers(1, 3))})")
-    if draw(st.booleans()):
-        steps.append(f"prune(heads={draw(st.sampled_from([0.0, 0.5]))},mlp={draw(st.sampled_from([0.0, 0.5]))},"
-                     "importance=magnitude,calib=8)")
-    if draw(st.booleans()):
-        steps.append(f"lowrank(ratio={draw(st.sampled_from([0.3, 0.7]))})")
-    steps = list(draw(st.permutations(steps)))
-    if draw(st.booleans()):
-        steps.append(f"quant(w={draw(st.sampled_from([8, 4]))},residual={draw(st.sampled_from(['int8', 'int16']))},"
-                     "calib=16,repq=0)")
-    return ",".join(steps)
-
-
 def run_random_pipeline(tmp: Path, spec, seed: int, pipeline: str) -> dict:
     """A randomly weighted model of `spec` through `pipeline`, built for the host profile and run."""
     from edgevit.lower import lower
@@ -175,7 +156,7 @@ def _check_random(tmp: Path, spec, seed: int, pipeline: str) -> None:
                                                                  HealthCheck.function_scoped_fixture])
 @given(spec=vit_specs(), seed=st.integers(0, 2**16), data=st.data())
 def test_random_vits_through_random_pipelines_match_the_reference(tmp_path_factory, spec, seed, data) -> None:
-    _check_random(tmp_path_factory.mktemp("rand"), spec, seed, data.draw(pipelines(spec), label="pipeline"))
+    _check_random(tmp_path_factory.mktemp("rand"), spec, seed, data.draw(cheap_pipelines(spec), label="pipeline"))
 
 
 @pytest.mark.slow
@@ -184,4 +165,4 @@ def test_random_vits_through_random_pipelines_match_the_reference(tmp_path_facto
                                                                   HealthCheck.function_scoped_fixture])
 @given(spec=vit_specs(), seed=st.integers(0, 2**16), data=st.data())
 def test_many_random_vits_through_random_pipelines(tmp_path_factory, spec, seed, data) -> None:
-    _check_random(tmp_path_factory.mktemp("rand"), spec, seed, data.draw(pipelines(spec), label="pipeline"))
+    _check_random(tmp_path_factory.mktemp("rand"), spec, seed, data.draw(cheap_pipelines(spec), label="pipeline"))

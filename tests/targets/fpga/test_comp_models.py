@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import vit_specs
+from tests.conftest import cheap_pipelines, vit_specs
 from tests.targets.fpga.comp_helpers import (assert_bit_exact, model_program, overlay, random_inputs,
                                              zoo_program)
 
@@ -40,23 +40,6 @@ def test_fmnist_small_compiles_in_seconds() -> None:
     assert compiled.stats["instructions"] == len(compiled.insns) == len(compiled.stream) // 32
 
 
-@st.composite
-def pipelines(draw, spec) -> str:
-    """Some of tome / prune / lowrank in any order, then quant (8- or 4-bit weights, int8 or int16 residual)."""
-    steps = []
-    if spec.grid >= 2 and draw(st.booleans()):
-        steps.append(f"tome(r={draw(st.integers(1, 3))})")
-    if draw(st.booleans()):
-        steps.append(f"prune(heads={draw(st.sampled_from([0.0, 0.5]))},mlp={draw(st.sampled_from([0.0, 0.5]))},"
-                     "importance=magnitude,calib=8)")
-    if draw(st.booleans()):
-        steps.append(f"lowrank(ratio={draw(st.sampled_from([0.3, 0.7]))})")
-    steps = list(draw(st.permutations(steps)))
-    steps.append(f"quant(w={draw(st.sampled_from([8, 4]))},residual={draw(st.sampled_from(['int8', 'int16']))},"
-                 "calib=16,repq=0)")
-    return ",".join(steps)
-
-
 def check_random(spec, seed: int, pipeline: str, cfg_name: str) -> None:
     from edgevit.model.vit import build_model
     from tests.lower.int8_helpers import randomise
@@ -72,7 +55,7 @@ SPEC_SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow,
 @given(spec=vit_specs(), seed=st.integers(0, 2**16), cfg_name=st.sampled_from(["pynq-z2", "zcu104", "tiny"]),
        data=st.data())
 def test_random_vits_through_random_pipelines(spec, seed, cfg_name, data) -> None:
-    check_random(spec, seed, data.draw(pipelines(spec), label="pipeline"), cfg_name)
+    check_random(spec, seed, data.draw(cheap_pipelines(spec, always_quant=True), label="pipeline"), cfg_name)
 
 
 @pytest.mark.slow
@@ -80,7 +63,7 @@ def test_random_vits_through_random_pipelines(spec, seed, cfg_name, data) -> Non
 @given(spec=vit_specs(), seed=st.integers(0, 2**16), cfg_name=st.sampled_from(["pynq-z2", "zcu104", "tiny"]),
        data=st.data())
 def test_many_random_vits_through_random_pipelines(spec, seed, cfg_name, data) -> None:
-    check_random(spec, seed, data.draw(pipelines(spec), label="pipeline"), cfg_name)
+    check_random(spec, seed, data.draw(cheap_pipelines(spec, always_quant=True), label="pipeline"), cfg_name)
 
 
 def test_token_merging_low_rank_int4_int16_residual_distilled() -> None:
