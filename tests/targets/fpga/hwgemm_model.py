@@ -49,9 +49,9 @@ def acc_row_words(row: np.ndarray) -> list[int]:
     return [int(v) for v in row]
 
 
-def run_rtl(cfg: OverlayConfig, act: np.ndarray, wgt: np.ndarray, acc: np.ndarray, insns: list[Insn]):
-    """Run the instructions on GemmCore in amaranth.sim (memories preloaded); returns (wgt, acc, trace) where
-    trace[i] = (done cycle counted from the start cycle, cycles of instruction i that wrote ACC)."""
+def simulate_core(cfg: OverlayConfig, act: np.ndarray, wgt: np.ndarray, acc: np.ndarray, feed):
+    """GemmCore (memories preloaded) in amaranth.sim: `await feed(ctx, core, out)` drives the instructions and
+    records what it wants in the dict `out`; then the memories are read back. Returns (wgt, acc, out)."""
     from amaranth.sim import Simulator
 
     from edgevit.targets.fpga.rtl.gemm_unit import GemmCore
@@ -64,6 +64,23 @@ def run_rtl(cfg: OverlayConfig, act: np.ndarray, wgt: np.ndarray, acc: np.ndarra
     out: dict = {}
 
     async def bench(ctx):
+        await feed(ctx, core, out)
+        out["wgt"] = [ctx.get(core.wgt.mem.data[i]) for i in range(cfg.wgt_tiles)]
+        out["acc"] = [ctx.get(core.acc.mem.data[i]) for i in range(cfg.acc_rows)]
+
+    sim.add_testbench(bench)
+    sim.run()
+    wgt_out = np.stack([np.frombuffer(int(v).to_bytes(bm * bk, "little"), np.int8).reshape(bm, bk)
+                        for v in out["wgt"]])
+    acc_out = np.array([[(int(v) >> (32 * m)) & 0xFFFFFFFF for m in range(bm)] for v in out["acc"]], np.int64)
+    return wgt_out, wrap32(acc_out), out
+
+
+def run_rtl(cfg: OverlayConfig, act: np.ndarray, wgt: np.ndarray, acc: np.ndarray, insns: list[Insn]):
+    """Run the instructions on GemmCore in amaranth.sim (memories preloaded); returns (wgt, acc, trace) where
+    trace[i] = (done cycle counted from the start cycle, cycles of instruction i that wrote ACC)."""
+
+    async def feed(ctx, core, out):
         trace = []
         for ins in insns:
             ctx.set(core.insn, int.from_bytes(encode(ins), "little"))
@@ -81,12 +98,6 @@ def run_rtl(cfg: OverlayConfig, act: np.ndarray, wgt: np.ndarray, acc: np.ndarra
             await ctx.tick()
             trace.append((cycle, writes))
         out["trace"] = trace
-        out["wgt"] = [ctx.get(core.wgt.mem.data[i]) for i in range(cfg.wgt_tiles)]
-        out["acc"] = [ctx.get(core.acc.mem.data[i]) for i in range(cfg.acc_rows)]
 
-    sim.add_testbench(bench)
-    sim.run()
-    wgt_out = np.stack([np.frombuffer(int(v).to_bytes(bm * bk, "little"), np.int8).reshape(bm, bk)
-                        for v in out["wgt"]])
-    acc_out = np.array([[(int(v) >> (32 * m)) & 0xFFFFFFFF for m in range(bm)] for v in out["acc"]], np.int64)
-    return wgt_out, wrap32(acc_out), out["trace"]
+    wgt_out, acc_out, out = simulate_core(cfg, act, wgt, acc, feed)
+    return wgt_out, acc_out, out["trace"]

@@ -14,7 +14,7 @@ from hypothesis import strategies as st  # noqa: E402
 
 from edgevit.targets.fpga.isa import Insn, encode  # noqa: E402
 from edgevit.targets.fpga.rtl.gemm_unit import GEMM_OVERHEAD  # noqa: E402
-from tests.targets.fpga.hwgemm_model import SMALL, acc_row_words, run_model, wrap32  # noqa: E402
+from tests.targets.fpga.hwgemm_model import SMALL, run_model, simulate_core  # noqa: E402
 
 CFG = SMALL
 SETTINGS = settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow],
@@ -32,18 +32,8 @@ def _memories(seed: int):
 def run_stream(act, wgt, acc, insns):
     """Feed `insns` to GemmCore as fast as `ready` allows (start held high while an instruction waits).
     Returns (wgt, acc, starts, dones): the cycles each instruction was accepted and each `done` pulse."""
-    from amaranth.sim import Simulator
 
-    from edgevit.targets.fpga.rtl.gemm_unit import GemmCore
-
-    bm, bk = CFG.bm, CFG.bk
-    core = GemmCore(CFG, act_init=act.tobytes(), wgt_init=[t.tobytes() for t in wgt],
-                    acc_init=[acc_row_words(r) for r in acc])
-    sim = Simulator(core)
-    sim.add_clock(1e-8)
-    out: dict = {}
-
-    async def bench(ctx):
+    async def feed(ctx, core, out):
         starts, dones, i, cycle = [], [], 0, 0
         while len(dones) < len(insns):
             if i < len(insns):
@@ -62,17 +52,11 @@ def run_stream(act, wgt, acc, insns):
         ctx.set(core.start, 0)
         await ctx.tick()
         out["busy_after"] = ctx.get(core.busy)
-        out["wgt"] = [ctx.get(core.wgt.mem.data[j]) for j in range(CFG.wgt_tiles)]
-        out["acc"] = [ctx.get(core.acc.mem.data[j]) for j in range(CFG.acc_rows)]
         out["starts"], out["dones"] = starts, dones
 
-    sim.add_testbench(bench)
-    sim.run()
+    wgt_out, acc_out, out = simulate_core(CFG, act, wgt, acc, feed)
     assert not out["busy_after"], "busy stays high after the last done"
-    wgt_out = np.stack([np.frombuffer(int(v).to_bytes(bm * bk, "little"), np.int8).reshape(bm, bk)
-                        for v in out["wgt"]])
-    acc_out = np.array([[(int(v) >> (32 * m)) & 0xFFFFFFFF for m in range(bm)] for v in out["acc"]], np.int64)
-    return wgt_out, wrap32(acc_out), out["starts"], out["dones"]
+    return wgt_out, acc_out, out["starts"], out["dones"]
 
 
 @st.composite
